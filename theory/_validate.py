@@ -1,0 +1,63 @@
+"""Argument checks shared by the theory modules.
+
+Every public function of :mod:`theory` validates its input with these helpers so that bad input raises a
+``ValueError`` that names the argument, what was expected and what arrived, instead of returning NaN or
+failing deep inside numpy.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def as_float_array(name: str, value, *, ndim: int | None = None, allow_inf: bool = False) -> np.ndarray:
+    """``value`` as a float64 array; raise ``ValueError`` if it is not numeric, finite or of ``ndim``."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a numeric array, got {type(value).__name__}: {exc}") from None
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
+    if np.isnan(arr).any():
+        raise ValueError(f"{name} must not contain NaN, got {int(np.isnan(arr).sum())} NaN entries")
+    if not allow_inf and np.isinf(arr).any():
+        raise ValueError(f"{name} must be finite, got {int(np.isinf(arr).sum())} infinite entries")
+    return arr
+
+
+def positive(name: str, value, *, allow_zero: bool = False) -> float:
+    """``value`` as a float that is > 0 (or >= 0 with ``allow_zero``) and finite."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    v = float(value)
+    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be finite and {bound}, got {name}={value!r}")
+    return v
+
+
+def integer(name: str, value, *, minimum: int = 0) -> int:
+    """``value`` as an ``int`` >= ``minimum`` (bools and non-integral floats are refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {name}={value!r}")
+    return int(value)
+
+
+def choice(name: str, value, options: tuple[str, ...]) -> str:
+    if value not in options:
+        raise ValueError(f"{name} must be one of {options}, got {value!r}")
+    return value
+
+
+def times(name: str, t) -> np.ndarray:
+    """Epochs ``t`` as a float64 array of values >= 0; ``np.inf`` allowed (the fixed point)."""
+    arr = as_float_array(name, t, allow_inf=True)
+    if (arr < 0).any():
+        raise ValueError(f"{name} must be >= 0 (epochs since the start of training), got min {arr.min()!r}")
+    return arr
