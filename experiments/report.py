@@ -1,0 +1,96 @@
+"""Result files, written atomically: a crashed run never leaves a half-written file that looks whole.
+
+Every writer goes through :func:`atomic_write`: the content goes to a temporary file in the target's folder,
+is flushed and fsync'ed, then renamed over the target (``os.replace`` is atomic on POSIX and Windows).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+__all__ = ["atomic_write", "write_text", "write_json", "save_figure", "to_jsonable", "package_versions"]
+
+
+@contextmanager
+def atomic_write(path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[Any]:
+    """Open a temp file beside ``path``; on success rename it over ``path``, on error delete it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_text(path, text: str) -> Path:
+    with atomic_write(path) as fh:
+        fh.write(text)
+    return Path(path)
+
+
+def to_jsonable(obj):
+    """numpy scalars/arrays → Python; non-finite floats → ``None`` (JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json(path, data) -> Path:
+    with atomic_write(path) as fh:
+        json.dump(to_jsonable(data), fh, indent=2, allow_nan=False)
+        fh.write("\n")
+    return Path(path)
+
+
+def save_figure(fig, path, **kwargs) -> Path:
+    """Save a matplotlib figure atomically (format from the suffix) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fmt = path.suffix.lstrip(".") or "png"
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format=fmt, **{"dpi": 110, "bbox_inches": "tight", **kwargs})
+    plt.close(fig)
+    return path
+
+
+def package_versions() -> dict[str, str]:
+    import platform
+
+    import matplotlib
+    import scipy
+    import torch
+
+    from saxe import __version__
+
+    return {"saxe-dln": __version__, "python": platform.python_version(), "numpy": np.__version__,
+            "scipy": scipy.__version__, "torch": torch.__version__, "matplotlib": matplotlib.__version__}

@@ -1,0 +1,180 @@
+"""``train``: full-batch SGD on ``nn.MSELoss`` with a complete, consistent record of every epoch.
+
+**Record convention.** Row k of every record refers to the same weights: those after k updates. Row 0 is
+the initial state, so each record has ``n_epochs + 1`` rows. (The tutorial recorded the loss, RSM and
+prediction before each update but the SVD after it, an off-by-one that spoils any comparison with theory.)
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Callable, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from .engines import EngineResult, autograd_sgd, reduced_sgd
+from .errors import DivergenceError, check_lr, check_n_epochs
+from .models import weights
+
+__all__ = ["train", "TrainRecord", "ENGINES"]
+
+ENGINES = ("auto", "autograd", "reduced")
+
+
+class _Record(NamedTuple):
+    losses: np.ndarray
+    modes: np.ndarray
+    rsms: np.ndarray | None
+    illusions: np.ndarray
+
+
+class TrainRecord(_Record):
+    """What :func:`train` returns; unpacks like the tutorial: ``losses, modes, rsms, illusions = train(...)``.
+
+    Fields (row k = after k updates, n_epochs + 1 rows, float64 numpy arrays):
+      ``losses`` (n+1,): the loss torch reports (``nn.MSELoss(reduction)``);
+      ``modes`` (n+1, min(N_in, N_out)): singular values of W_tot, descending;
+      ``rsms`` (n+1, P, P): RSM ``h hᵀ`` of the first hidden layer (``None`` for a net without one);
+      ``illusions`` (n+1,): the network's output for item ``illusory_i``, feature ``illusory_j``.
+    ``record.info`` (a dict) holds the engine, dtype, lr, reduction, n_epochs, threads and wall ``seconds``.
+    """
+
+    # no __slots__: instances carry an ``info`` dict beside the four tuple fields
+
+
+@contextmanager
+def torch_threads(n: int | None):
+    """Run with ``torch.set_num_threads(n)`` and restore the previous value afterwards (``None``: untouched)."""
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _tensor(name: str, value, dtype: torch.dtype, device) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        try:
+            value = torch.as_tensor(np.asarray(value, dtype=np.float64))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{name} must be a numeric 2-D array or tensor, got {type(value).__name__}: {exc}") \
+                from None
+    if value.dim() != 2:
+        raise ValueError(f"{name} must be 2-dimensional (samples × features), got shape {tuple(value.shape)}")
+    value = value.detach().to(dtype=dtype, device=device)
+    if not torch.isfinite(value).all():
+        raise ValueError(f"{name} must contain only finite values")
+    return value
+
+
+def _max_stable_lr(x: torch.Tensor, y: torch.Tensor, depth: int, reduction: str) -> float | None:
+    """Theory's largest stable lr for whitened inputs, else ``None`` (then it cannot be computed)."""
+    try:
+        from theory import check_whitened, io_svd, max_stable_lr
+        xn, yn = x.double().cpu().numpy(), y.double().cpu().numpy()
+        check_whitened(xn)
+        s_max = float(io_svd(xn, yn)[1][0])
+        if s_max <= 0:
+            return None
+        return float(max_stable_lr(s_max, yn.shape[0], yn.shape[1], depth=depth, reduction=reduction))
+    except (ImportError, ValueError):
+        return None
+
+
+def train(model: nn.Module, inputs, targets, n_epochs, lr, illusory_i=0, *, illusory_j=-1,
+          engine: str = "auto", reduction: str = "mean", threads: int | None = 1, record_rsm: bool = True,
+          progress: Callable[[int], None] | None = None) -> TrainRecord:
+    """Train a bias-free linear net by full-batch SGD on ``nn.MSELoss(reduction)`` and record every epoch.
+
+    Args:
+      model: ``LNNet``, ``DeepLNNet``, ``LRNet`` or any ``nn.Module`` whose parameters are a chain of 2-D
+        weights applied in order; trained in place, in the dtype of its parameters (float32 as the tutorial,
+        or float64 after ``model.double()``); ``inputs``/``targets`` are cast to it.
+      inputs: (P, N_in); targets: (P, N_out).
+      n_epochs: number of updates (integer ≥ 0). lr: learning rate > 0 (torch's SGD lr).
+      illusory_i, illusory_j: the item and feature whose output is recorded in ``illusions`` (the tutorial
+        tracks the last feature).
+      engine: ``'autograd'`` (torch autograd + ``optim.SGD``, the tutorial's arithmetic), ``'reduced'`` (the
+        exact reduced-coordinate engine of :mod:`saxe.engines`: same iterates, ~N_out/(N_in+N_h) fewer FLOPs)
+        or ``'auto'`` (reduced where it saves work, i.e. N_out > N_in + N_{L−1}, else autograd).
+      threads: torch threads for the run (restored afterwards). Default 1: these are small matrices, and
+        torch with 2 threads stalls badly when another process holds a core. ``None`` leaves torch's setting.
+      record_rsm: record the (n+1, P, P) RSMs (skip to save memory on big P).
+      progress: called with the epoch index after each recorded epoch (e.g. a progress bar's update).
+
+    Raises:
+      ValueError: bad arguments (named in the message).
+      DivergenceError: the loss became non-finite or exploded; says at which epoch, the lr and the largest
+        stable lr from theory (whitened inputs).
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    params = weights(model)
+    n_epochs = check_n_epochs(n_epochs)
+    lr = check_lr(lr)
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine=!r}")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction=!r}")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise ValueError(f"threads must be a positive int or None, got {threads=!r}")
+    dt, dev = params[0].dtype, params[0].device
+    if dt not in (torch.float32, torch.float64):
+        raise ValueError(f"model parameters must be float32 or float64, got {dt}")
+    x = _tensor("inputs", inputs, dt, dev)
+    y = _tensor("targets", targets, dt, dev)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"inputs and targets must have the same number of rows (samples), got "
+                         f"inputs {tuple(x.shape)} and targets {tuple(y.shape)}")
+    if x.shape[1] != params[0].shape[1]:
+        raise ValueError(f"inputs must have {params[0].shape[1]} columns (the model's input width), got "
+                         f"{x.shape[1]}")
+    if y.shape[1] != params[-1].shape[0]:
+        raise ValueError(f"targets must have {params[-1].shape[0]} columns (the model's output width), got "
+                         f"{y.shape[1]}")
+    P, n_out = y.shape
+    for name, val, size in (("illusory_i", illusory_i, P), ("illusory_j", illusory_j, n_out)):
+        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or not -size <= val < size:
+            raise ValueError(f"{name} must be an integer index in [-{size}, {size}), got {name}={val!r}")
+    track = (int(illusory_i) % P, int(illusory_j) % n_out)
+    if engine == "auto":
+        engine = "reduced" if n_out > params[0].shape[1] + params[-1].shape[1] else "autograd"
+
+    t0 = time.perf_counter()
+    with torch_threads(threads):
+        if engine == "reduced":
+            with torch.no_grad():
+                res = reduced_sgd(x, y, [p.detach().unsqueeze(0) for p in params],
+                                  torch.tensor([lr], dtype=torch.float64), n_epochs, reduction=reduction,
+                                  track=track, record_rsm=record_rsm, on_epoch=progress)
+                for p, w in zip(params, res.weights):
+                    p.copy_(w[0])
+        else:
+            res = autograd_sgd(model, params, x, y, lr, n_epochs, reduction=reduction, track=track,
+                               record_rsm=record_rsm, on_epoch=progress)
+    seconds = time.perf_counter() - t0
+    _raise_if_diverged(res, x, y, lr, len(params), reduction)
+    rec = TrainRecord(
+        losses=res.losses[0].double().cpu().numpy(),
+        modes=res.modes[0].double().cpu().numpy(),
+        rsms=None if res.rsms is None else res.rsms[0].double().cpu().numpy(),
+        illusions=res.illusions[0].double().cpu().numpy(),
+    )
+    rec.info = {"engine": engine, "dtype": str(dt).replace("torch.", ""), "lr": lr, "reduction": reduction,
+                "n_epochs": n_epochs, "threads": threads, "seconds": seconds, "device": str(dev)}
+    return rec
+
+
+def _raise_if_diverged(res: EngineResult, x, y, lr: float, depth: int, reduction: str) -> None:
+    epoch = int(res.diverged_at[0])
+    if epoch < 0:
+        return
+    row = res.losses[0]
+    loss = float(row[epoch]) if epoch < row.shape[0] else float("nan")
+    raise DivergenceError(epoch, lr, loss, _max_stable_lr(x, y, depth, reduction), res.reason[0])
