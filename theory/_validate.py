@@ -61,3 +61,24 @@ def times(name: str, t) -> np.ndarray:
     if (arr < 0).any():
         raise ValueError(f"{name} must be >= 0 (epochs since the start of training), got min {arr.min()!r}")
     return arr
+
+
+def nonnegative_array(name: str, value, *, strict: bool = False) -> np.ndarray:
+    """``value`` as a finite float64 array whose entries are all >= 0 (all > 0 with ``strict``)."""
+    arr = as_float_array(name, value)
+    bad = (arr <= 0) if strict else (arr < 0)
+    if bad.any():
+        bound = "> 0" if strict else ">= 0"
+        raise ValueError(
+            f"{name} must be {bound} everywhere, got {int(bad.sum())} offending entries, e.g. {name}={arr[bad].flat[0]!r}"
+        )
+    return arr
+
+
+def broadcast(**arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The keyword arrays broadcast against each other (copies); ``ValueError`` naming them if they cannot."""
+    try:
+        return tuple(np.array(a, dtype=np.float64) for a in np.broadcast_arrays(*arrays.values()))
+    except ValueError:
+        shapes = ", ".join(f"{k}.shape={np.shape(v)}" for k, v in arrays.items())
+        raise ValueError(f"{', '.join(arrays)} must broadcast against each other, got {shapes}") from None
