@@ -72,13 +72,17 @@ def write_json(path, data) -> Path:
 
 
 def save_figure(fig, path, **kwargs) -> Path:
-    """Save a matplotlib figure atomically (format from the suffix) and close it."""
+    """Save a matplotlib figure atomically (format from the suffix) and close it.
+
+    No ``bbox_inches='tight'`` by default: it draws the figure twice; lay figures out with
+    ``layout='constrained'`` instead.
+    """
     import matplotlib.pyplot as plt
 
     path = Path(path)
     fmt = path.suffix.lstrip(".") or "png"
     with atomic_write(path, "wb") as fh:
-        fig.savefig(fh, format=fmt, **{"dpi": 110, "bbox_inches": "tight", **kwargs})
+        fig.savefig(fh, format=fmt, **{"dpi": 100, **kwargs})
     plt.close(fig)
     return path
 
