@@ -109,7 +109,9 @@ def reduced_sgd(x: torch.Tensor, y: torch.Tensor, weights0: list[torch.Tensor], 
             m = B
             for w in reversed(ws):
                 m = m @ w
-            modes[:, k] = torch.linalg.svdvals(m)
+            # non-finite entries (a run that blew up in this very step) would make the SVD raise: zero them;
+            # the divergence check below then discards the row (NaN), as autograd_sgd does
+            modes[:, k] = torch.linalg.svdvals(torch.nan_to_num(m, nan=0.0, posinf=0.0, neginf=0.0))
         if rsms is not None:
             rsms[:, k] = hs[1] @ hs[1].mT
         if ills is not None:
@@ -129,6 +131,10 @@ def reduced_sgd(x: torch.Tensor, y: torch.Tensor, weights0: list[torch.Tensor], 
                 keep = alive.view(R, 1, 1).to(dt)
                 ws = [torch.nan_to_num(w, nan=0.0, posinf=0.0, neginf=0.0) * keep for w in ws]
                 B = torch.nan_to_num(B, nan=0.0, posinf=0.0, neginf=0.0) * keep
+                # the update below reuses this epoch's forward pass: clean it too, or the frozen (zero) weights
+                # of a run that went non-finite are at once overwritten with NaN again
+                err = torch.nan_to_num(err, nan=0.0, posinf=0.0, neginf=0.0) * keep
+                hs = [torch.nan_to_num(h, nan=0.0, posinf=0.0, neginf=0.0) * keep for h in hs]
                 if stop_on_divergence and (R == 1 or not bool(alive.any())):
                     break
         if any_dead:  # frozen runs: their rows stay NaN

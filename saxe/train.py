@@ -61,7 +61,8 @@ def torch_threads(n: int | None):
 def _tensor(name: str, value, dtype: torch.dtype, device) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         try:
-            value = torch.as_tensor(np.asarray(value, dtype=np.float64))
+            # a copy: torch warns on (and must never write into) read-only arrays such as a frozen data set
+            value = torch.as_tensor(np.array(value, dtype=np.float64))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{name} must be a numeric 2-D array or tensor, got {type(value).__name__}: {exc}") \
                 from None
