@@ -103,7 +103,8 @@ def hierarchy_spectrum(n_levels, n_branches, p_flip, n_features, root_p_flip=0.5
     λ_0 = S_0, λ_ℓ = S_ℓ − c_{ℓ−1} b^{n−ℓ} with multiplicity b^{ℓ−1}(b−1), singular value √(N_f λ_ℓ).
 
     The tutorial tree (n = 3, b = 2, p = 0.15, N_f = 10000) gives ≈ 156.2, 122.5, 100.5 (×2), 71.4 (×4); one
-    sample of it has top singular value ≈ 157.7 (fluctuations ~ 1/√N_f relative). A tree with b = 1 has one item and singular value √N_f; p = 1/2 gives C = I; p ∈ {0, 1} gives rank one.
+    sample of it has top singular value ≈ 157.7 (fluctuations ~ 1/√N_f relative). A tree with b = 1 has one
+    item and singular value √N_f; p = 1/2 gives C = I; p ∈ {0, 1} gives rank one.
 
     Glossary: n = ``n_levels`` ≥ 1 levels below the root; b = ``n_branches`` ≥ 1 children per node;
     p = ``p_flip`` ∈ [0, 1] flip probability of every non-root node; N_f = ``n_features`` ≥ 1;

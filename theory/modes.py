@@ -16,23 +16,24 @@ Glossary: t epochs since the start of training; s > 0 the mode's singular value 
 mode strength; τ = 1/η the time constant in epochs; η = 2·lr/(P·N_out) the per-epoch rate; L = ``depth`` the
 number of weight matrices (1 = linear regression, 2 = one hidden layer as in the tutorial).
 
-References: Saxe, McClelland & Ganguli, arXiv:1312.6120 (2014), eqs. (5)-(8) and section 4 ("deeper networks");
-Saxe, McClelland & Ganguli, PNAS 116:11537 (2019), eq. (3).
+References: Saxe, McClelland & Ganguli, arXiv:1312.6120 (2014): the exact solution for one hidden layer and its
+extension to deeper (balanced) networks; Saxe, McClelland & Ganguli, PNAS 116:11537 (2019).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ._validate import as_float_array, broadcast, integer, nonnegative_array, positive, times
+from ._validate import broadcast, integer, nonnegative_array, positive, times
 
 __all__ = ["mode_strength", "mode_strength_discrete", "DIVERGENCE_FACTOR"]
 
-# The discrete orbit counts as diverged once |a| exceeds this multiple of s: a stable orbit never leaves
-# [0, s·(1 + ηs)²] ⊂ [0, 10 s] in the stable range, so 1e6 is far outside any bounded orbit yet far from overflow.
+# The discrete orbit counts as diverged once |a| exceeds this multiple of max(s, a₀): a bounded orbit overshoots
+# s by at most a factor (2 + ηs)/(ηs) ≤ 1 + 2/(ηs) (depth 2, ηs ≤ 2), i.e. < 1e6 unless ηs < 2e-6, where no
+# overshoot happens at all; an escaping orbit passes 1e6 within a few steps and long before overflow.
 DIVERGENCE_FACTOR = 1e6
 
-# Bisection steps on the log-gain for depth ≥ 3: 2⁻¹⁰⁰ of any |ln w₀| ≤ 745 is far below one float64 ulp.
-_BISECTION_STEPS = 100
+# Bisection steps on the log-gain for depth ≥ 3: 2⁻⁶⁴·|ln w₀| ≤ 2⁻⁶⁴·745 ≈ 4e-17 is below one float64 ulp of a.
+_BISECTION_STEPS = 64
 
 
 def _mode_args(s, a0) -> tuple[np.ndarray, np.ndarray]:
@@ -60,14 +61,19 @@ def _depth2(x: np.ndarray, s: np.ndarray, a0: np.ndarray) -> np.ndarray:
 def _log_term(psi: np.ndarray, depth: int) -> np.ndarray:
     r"""F(w) = ∫ w/(1 − w^L) dw up to a constant, w = e^ψ, for w ≠ 1 (either side), depth L ≥ 3.
 
-    Partial fractions over the L-th roots of unity ω_j: w/(1 − w^L) = −(1/L) Σ_j ω_j² /(w − ω_j), so
-    F(w) = −(1/L) [ln|1 − w| + Re Σ_{j≥1} ω_j² Ln(w − ω_j)]; ln|1 − w| = ln|expm1(ψ)| keeps w → 1 accurate.
+    Partial fractions over the L-th roots of unity ω_j = e^{iθ_j}: w/(1 − w^L) = −(1/L) Σ_j ω_j²/(w − ω_j), so
+    F(w) = −(1/L) [ln|1 − w| + Re Σ_{j≥1} ω_j² Ln(w − ω_j)]. Each conjugate pair gives, in real arithmetic,
+    2 Re[ω² Ln(w − ω)] = cos 2θ · ln(w² − 2w cos θ + 1) − 2 sin 2θ · atan2(−sin θ, w − cos θ), and ω = −1
+    (even L) gives ln(1 + w); ln|1 − w| = ln|expm1(ψ)| keeps w → 1 accurate.
     """
     w = np.exp(psi)
     total = np.log(np.abs(np.expm1(psi)))
-    for j in range(1, depth):
-        omega = np.exp(2j * np.pi * j / depth)
-        total = total + np.real(omega**2 * np.log(w - omega))
+    for j in range(1, (depth + 1) // 2):  # one root of each conjugate pair, 0 < θ < π
+        theta = 2.0 * np.pi * j / depth
+        c, s = np.cos(theta), np.sin(theta)
+        total += np.cos(2 * theta) * np.log(w * (w - 2 * c) + 1.0) - 2 * np.sin(2 * theta) * np.arctan2(-s, w - c)
+    if depth % 2 == 0:
+        total += np.log1p(w)
     return -total / depth
 
 
@@ -78,12 +84,15 @@ def _scaled_elapsed(psi: np.ndarray, psi0: np.ndarray, depth: int) -> np.ndarray
     The power-law part is formed as a difference, (1/((L−2) w₀^{L−2}))·(1 − (w₀/w)^{L−2}), in log space, so
     tiny a₀ (w₀^{−(L−2)} up to overflow) costs no accuracy.
     """
+    return _power_part(psi, psi0, depth) + _log_term(psi, depth) - _log_term(psi0, depth)
+
+
+def _power_part(psi: np.ndarray, psi0: np.ndarray, depth: int) -> np.ndarray:
     m = depth - 2
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         diff = -np.expm1(-m * (psi - psi0))  # 1 − (w₀/w)^{L−2}; same sign as ψ − ψ₀
         power = np.sign(diff) * np.exp(-m * psi0 - np.log(m) + np.log(np.abs(diff)))
-        power = np.where(diff == 0, 0.0, power)
-        return power + _log_term(psi, depth) - _log_term(psi0, depth)
+    return np.where(diff == 0, 0.0, power)
 
 
 def _deep(T: np.ndarray, s: np.ndarray, a0: np.ndarray, depth: int) -> np.ndarray:
@@ -93,11 +102,12 @@ def _deep(T: np.ndarray, s: np.ndarray, a0: np.ndarray, depth: int) -> np.ndarra
     # elapsed time increases with λ whether the mode grows (ψ₀ < 0) or decays (ψ₀ > 0) towards s.
     lo = np.zeros_like(T)
     hi = np.ones_like(T)
+    T = T + _log_term(psi0, depth)  # hoisted out of the loop: compare power part + F(w) with T + F(w₀)
     for _ in range(_BISECTION_STEPS):
         mid = 0.5 * (lo + hi)
         psi = (1.0 - mid) * psi0
-        with np.errstate(invalid="ignore"):
-            early = (psi != 0) & (_scaled_elapsed(psi, psi0, depth) < T)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            early = (psi != 0) & (_power_part(psi, psi0, depth) + _log_term(psi, depth) < T)
         lo = np.where(early, mid, lo)
         hi = np.where(early, hi, mid)
     psi = (1.0 - 0.5 * (lo + hi)) * psi0
@@ -130,8 +140,8 @@ def mode_strength(t, s, a0, tau, depth: int = 2) -> np.ndarray:
 
     Returns a float64 array of the broadcast shape of (t, s, a0).
 
-    References: Saxe, McClelland & Ganguli, arXiv:1312.6120, eq. (8) (depth 2) and section 4 (depth L);
-    PNAS 116:11537 (2019), eq. (3).
+    References: Saxe, McClelland & Ganguli, arXiv:1312.6120 (depth-2 solution; deeper networks);
+    PNAS 116:11537 (2019).
     """
     t = times("t", t)
     s, a0 = _mode_args(s, a0)
@@ -140,18 +150,16 @@ def mode_strength(t, s, a0, tau, depth: int = 2) -> np.ndarray:
     t, s, a0 = broadcast(t=t, s=s, a0=a0)
     if depth == 1:
         with np.errstate(invalid="ignore"):
-            out = s + (a0 - s) * np.exp(-t / tau)
-        return np.where(a0 == s, s, out)
-    if depth == 2:
+            out = np.where(a0 == s, s, s + (a0 - s) * np.exp(-t / tau))
+    elif depth == 2:
         with np.errstate(invalid="ignore"):
-            out = _depth2(2.0 * s * t / tau, s, a0)
+            out = np.where(a0 == 0, 0.0, _depth2(2.0 * s * t / tau, s, a0))
     else:
-        out = np.array(s, copy=True)
+        out = np.where(a0 == 0, 0.0, s)
         todo = np.isfinite(t) & (a0 != s) & (a0 > 0) & (t > 0)
         if todo.any():
             T = t[todo] / tau * s[todo] ** (2.0 - 2.0 / depth)
             out[todo] = _deep(T, s[todo], a0[todo], depth)
-    out = np.where(a0 == 0, 0.0, out)
     return np.where(t == 0, a0, out)
 
 
@@ -171,16 +179,17 @@ def mode_strength_discrete(n_steps, s, a0, eta, depth: int = 2) -> np.ndarray:
 
     so the weights stay balanced and aligned and each gain obeys u ← u + η u (s − u²) exactly, with no
     O(η²) remainder. For depth L, W_l = R_l diag(u) R_{l−1}ᵀ (R_0 = V, R_L = U) gives u ← u + η u^{L−1}(s − u^L).
-    Its continuous-time limit (η → 0 at fixed t = k epochs·η·τ, τ = 1/η) is :func:`mode_strength`.
+    Its continuous-time limit (η → 0, step k ↔ t = k epochs, τ = 1/η) is :func:`mode_strength`; the orbit lags
+    it by O(1) epochs (see :func:`theory.stability.time_to_learn`).
 
     Glossary: n_steps ≥ 0 number of SGD updates (epochs); s > 0 singular value of Σʸˣ; a₀ ≥ 0 initial strength;
     η > 0 per-epoch rate, η = 2·lr/(P·N_out) for torch's mean MSELoss; depth = L ≥ 1.
 
     Returns an array of shape (n_steps + 1, *broadcast(s, a0).shape); row k holds a after k updates, row 0 = a₀.
-    Raises ``ValueError`` if an orbit diverges (non-finite or |a| > ``DIVERGENCE_FACTOR``·s): η is then beyond
+    Raises ``ValueError`` if an orbit diverges (non-finite or |a| > ``DIVERGENCE_FACTOR``·max(s, a₀)): η is then beyond
     the stable range of :mod:`theory.stability`.
 
-    References: Saxe, McClelland & Ganguli, arXiv:1312.6120, eqs. (5)-(6); PNAS 116:11537 (2019).
+    References: Saxe, McClelland & Ganguli, arXiv:1312.6120 (the decoupled learning dynamics); PNAS 116:11537.
     """
     n_steps = integer("n_steps", n_steps, minimum=0)
     s, a0 = _mode_args(s, a0)
@@ -190,11 +199,12 @@ def mode_strength_discrete(n_steps, s, a0, eta, depth: int = 2) -> np.ndarray:
     out = np.empty((n_steps + 1, *s.shape))
     u = a0 ** (1.0 / depth)
     out[0] = a0
+    limit = DIVERGENCE_FACTOR * np.maximum(s, a0)
     for k in range(1, n_steps + 1):
         with np.errstate(over="ignore", invalid="ignore"):
             u = u + eta * u ** (depth - 1) * (s - u**depth)
             a = u**depth
-        bad = ~np.isfinite(a) | (np.abs(a) > DIVERGENCE_FACTOR * s)
+        bad = ~np.isfinite(a) | (np.abs(a) > limit)
         if bad.any():
             _raise_divergence(k, eta, s[bad].flat[0], depth)
         out[k] = a
@@ -206,7 +216,7 @@ def _raise_divergence(k: int, eta: float, s: float, depth: int) -> None:
 
     bound = f"the fixed point a = s is stable only for eta < 2/(L·s^(2−2/L)) = {max_stable_eta(s, depth):.6g}"
     if depth == 2:
-        bound += f", and orbits escape for eta > (3√3/2 − 1)/s = {escape_eta(s):.6g}"
+        bound += f", and orbits escape for eta > 2/s = {escape_eta(s):.6g}"
     raise ValueError(
         f"eta is beyond the stable range: the SGD orbit of the mode with s={s!r} diverged at step {k} "
         f"with {eta=}, {depth=}; {bound} (theory.stability.max_stable_lr / escape_lr give the learning rates)"

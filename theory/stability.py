@@ -19,7 +19,7 @@ import numpy as np
 
 from ._validate import broadcast, choice, integer, positive
 from .correlations import learning_rate_to_eta
-from .modes import _mode_args, _scaled_elapsed, mode_strength_discrete  # noqa: F401  (used below)
+from .modes import _mode_args, _scaled_elapsed
 
 __all__ = [
     "max_stable_eta",
@@ -31,9 +31,8 @@ __all__ = [
     "DISCRETE_STEP_CAP",
 ]
 
-# η·s at which the depth-2 orbit starts to escape: the cubic map x ↦ r(x − x³), r = 1 + ηs, keeps [−1, 1]
-# invariant iff r·max(x − x³) = r·2/(3√3) ≤ 1.
-ESCAPE_ETA_S = 1.5 * math.sqrt(3.0) - 1.0
+# η·s beyond which the depth-2 orbit escapes to infinity (derivation in escape_eta).
+ESCAPE_ETA_S = 2.0
 
 # time_to_learn(method="discrete") iterates at most this many SGD steps and reports np.inf beyond: ~1 s of
 # vectorised numpy, and far more epochs than any torch run this toolkit models.
@@ -80,17 +79,19 @@ def max_stable_lr(s_max, n_samples, n_out, depth: int = 2, reduction: str = "mea
 
 
 def escape_eta(s_max) -> float:
-    r"""η beyond which the depth-2 orbit of the mode s_max escapes to infinity: η·s_max > 3√3/2 − 1 ≈ 1.598.
+    r"""η beyond which the depth-2 orbit of the mode s_max escapes to infinity: η·s_max > 2.
 
     Derivation: with r = 1 + ηs and u = x·√(r/η) the depth-2 map u ↦ u + η u (s − u²) becomes the cubic map
-    x ↦ r (x − x³). Its maximum on [0, 1] is r·2/(3√3) at x = 1/√3, so [−1, 1] is invariant (orbits from a
-    small a₀ stay bounded) iff r ≤ 3√3/2, i.e. η s ≤ 3√3/2 − 1. Between the bounds the orbit stays bounded
-    without converging:
+    x ↦ r (x − x³). A point escapes (|x| grows) iff |r(x − x³)| > |x| ⇔ x² > x_e² = 1 + 1/r, so the orbit is
+    bounded iff [−x_e, x_e] is invariant. On [0, x_e] the largest image is max(r·2/(3√3), x_e) (at the
+    critical point x = 1/√3 and at x_e), so invariance holds iff 4r²/27 ≤ 1 + 1/r ⇔ (r − 3)(2r + 3)² ≤ 0
+    ⇔ r ≤ 3 ⇔ η s ≤ 2. Then a = u² ≤ (r/η) x_e² = (2 + η s)/η for all k. Regimes of a mode s from small a₀:
 
     * η s < 1/2: monotone convergence to s; 1/2 < η s < 1 (= :func:`max_stable_eta`): damped oscillation;
-    * 1 < η s ≤ 3√3/2 − 1: the fixed point repels, u oscillates around √s in a period-2 cycle that
-      period-doubles into chaos as η grows (the loss never settles);
-    * η s > 3√3/2 − 1: a small a₀ escapes (a → ∞) after a transient.
+    * 1 < η s ≤ 2: the fixed point repels; a oscillates around s in a period-2 cycle (e.g. η s = 1.2) that
+      period-doubles into chaos as η grows; beyond η s = 3√3/2 − 1 ≈ 1.6 the gain u also changes sign
+      (the weights flip) while a = u² stays bounded. The loss never settles;
+    * η s > 2: the orbit escapes (a → ∞) after a transient of a few to a few hundred steps.
     """
     s_max = positive("s_max", s_max)
     return ESCAPE_ETA_S / s_max
@@ -99,10 +100,10 @@ def escape_eta(s_max) -> float:
 def escape_lr(s_max, n_samples, n_out, reduction: str = "mean") -> float:
     r"""Depth-2 learning rate past which the SGD orbit of the top mode escapes to infinity.
 
-    Equation: η s_max ≤ 3√3/2 − 1 (:func:`escape_eta`) ⇔ lr ≤ (3√3/2 − 1)·P·N_out/(2 s_max) (mean) or
-    (3√3/2 − 1)/(2 s_max) (sum). Between :func:`max_stable_lr` and this bound the mode neither converges nor
-    escapes: it oscillates around s (period doubling, then chaos). The tutorial (s_max = 157.7, P = 8,
-    N_out = 10000) gives ≈ 405.4 against lr_max ≈ 253.6. Glossary in the module docstring.
+    Equation: η s_max ≤ 2 (:func:`escape_eta`) ⇔ lr ≤ P·N_out/s_max (mean) or lr ≤ 1/s_max (sum), exactly
+    twice :func:`max_stable_lr` at depth 2. Between the two bounds the mode neither converges nor escapes: it
+    oscillates around s (period doubling, then chaos). The tutorial (s_max = 157.7, P = 8, N_out = 10000)
+    gives ≈ 507.3 against lr_max ≈ 253.6. Glossary in the module docstring.
     """
     return escape_eta(s_max) * _lr_per_eta(n_samples, n_out, choice("reduction", reduction, ("mean", "sum")))
 
@@ -183,10 +184,12 @@ def time_to_learn(fraction, s, a0, tau=None, eta=None, depth: int = 2, method: s
 
     Glossary: 0 < f < 1; s > 0 singular value of Σʸˣ; a₀ ≥ 0 initial strength; give exactly one of τ > 0
     (epochs) or η > 0 (per epoch), τ = 1/η; depth = L ≥ 1. Broadcasts over ``s`` and ``a0``; returns a float64
-    array of epochs. The continuous time is ~(1 + η s/2)-fold shorter than the discrete one for small η s
-    (its gap in epochs tends to ln(s/a₀)/4 at depth 2).
+    array of epochs. At depth 2 the discrete orbit lags the continuous one by
+    δ = ln(f s/a₀)/4 + ln(1 − f)/2 epochs as η → 0 (modified equation du/dt = η φ(u)(1 − η φ'(u)/2),
+    φ = u(s − u²)): O(1) epochs against times O(1/η), i.e. a relative gap O(η s). The tutorial (s = 157.7,
+    τ = 400, a₀ ≈ 2e-25) reaches s/2 at t ≈ 78.5 (continuous) and k = 93 (discrete).
 
-    References: Saxe, McClelland & Ganguli, arXiv:1312.6120, eq. (9) (depth-2 learning time); PNAS 116:11537.
+    References: Saxe, McClelland & Ganguli, arXiv:1312.6120 (depth-2 learning time); PNAS 116:11537 (2019).
     """
     f = _fraction(fraction)
     s, a0 = _mode_args(s, a0)
