@@ -37,8 +37,9 @@ THEORIES = ("continuous", "discrete", "coupled")
 # rounding amplified through the sigmoidal transient (measured ≲ 1e-9). 1e-6 leaves three decades of headroom
 # and still fails on any modelling error (a wrong η convention or an off-by-one epoch is ≥ 1e-2).
 COUPLED_TOL = 1e-6
-# From a decoupled balanced init the scalar map (and the projected matrix map) is exact SGD; only float64
-# rounding of the iteration remains, the same budget as above.
+# Exact theories: from a decoupled balanced init the scalar map is exact SGD, and at depth ≠ 2 the coupled theory
+# iterates the projected weights (theory.coupled.project_weights), exact SGD for any init; only float64 rounding
+# of the iteration remains, the same budget as above.
 EXACT_TOL = 1e-6
 # Above this init scale the O(γ²) terms the coupled map neglects may reach the tolerance (γ² ≈ 1e-12 relative at
 # γ = 1e-6), so the coupled theory is only reported, not checked, for larger γ.
@@ -143,6 +144,7 @@ def default_specs(args) -> list[RunSpec]:
                 description=f"depth 3 ({hidden}, {hidden} hidden), lr={lr3:.4g} "
                             f"({DEEP3_LR_FRACTION:g}× the stable bound), decoupled balanced init a₀={DEEP3_A0:g}"),
         RunSpec("deep3_random", labels, features, items, [hidden, hidden], lr3, gamma3, epochs3, args.seed,
+                checked={"coupled": EXACT_TOL},
                 description=f"depth 3 from a random init of scale γ={gamma3:.3g} (a priori a₀={DEEP3_A0:g})"),
     ]
     return specs
@@ -172,7 +174,7 @@ def data_spec(args) -> RunSpec:
             raise UsageError(f"the slowest mode of {args.data} would need more than {MAX_DEFAULT_EPOCHS} epochs at "
                              f"γ={gamma:g}, depth {depth}: raise --gamma or set --epochs")
         epochs = max(10, int(math.ceil(t * 1.1)))
-    checked = {"coupled": COUPLED_TOL} if gamma <= COUPLED_CHECK_MAX_GAMMA and depth == 2 else {}
+    checked = {"coupled": COUPLED_TOL} if gamma <= COUPLED_CHECK_MAX_GAMMA or depth != 2 else {}
     return RunSpec(table.name, X, Y, table.item_names, hidden, lr, gamma, epochs, args.seed, checked=checked,
                    description=f"{args.data}: {P} items × {n_out} features, depth {depth}, lr={lr:.4g}, γ={gamma:g}")
 

@@ -293,6 +293,17 @@ def _complement(B: np.ndarray, basis: np.ndarray) -> np.ndarray:
     return q[:, sv > RANK_EPS_FACTOR * np.finfo(float).eps * max(B.shape) * scale]
 
 
+def extended_basis(weights, U, V) -> tuple[np.ndarray, np.ndarray]:
+    r"""``(Ū, V̄) = ([U, Q_out], [V, Q_in])``: the data's mode bases extended by the invariant outside parts.
+
+    Q_out spans the columns of W_L outside span(U), Q_in the rows of W_1 outside span(V) (see
+    :func:`project_weights`); ``W_tot(t) = Ū M̄(t) V̄ᵀ`` exactly, with M̄ = B_L⋯B_1 of the projected weights.
+    """
+    U, V = _mode_basis(U, V)
+    ws = _chained(weights, V.shape[0], U.shape[0])
+    return np.hstack([U, _complement(ws[-1], U)]), np.hstack([V, _complement(ws[0].T, V)])
+
+
 def project_weights(weights, U, V, *, complement: bool = True) -> list[np.ndarray]:
     r"""Projected weights ``[W_1 V̄, W_2, …, W_{L−1}, Ūᵀ W_L]`` (``[Uᵀ W_1 V]`` for L = 1); M = top-left r×r of B_L⋯B_1.
 
@@ -309,8 +320,7 @@ def project_weights(weights, U, V, *, complement: bool = True) -> list[np.ndarra
     if len(ws) == 1:  # depth 1: W ← W + η(Σʸˣ − W) is linear, the outside parts never couple to the modes
         return [U.T @ ws[0] @ V]
     if complement:
-        U = np.hstack([U, _complement(ws[-1], U)])
-        V = np.hstack([V, _complement(ws[0].T, V)])
+        U, V = extended_basis(ws, U, V)
     return [ws[0] @ V, *[w.copy() for w in ws[1:-1]], U.T @ ws[-1]]
 
 
@@ -351,38 +361,51 @@ def _gradients(layers, G: np.ndarray) -> list[np.ndarray]:
     return [suf[i].T @ G @ pre[i].T for i in range(len(layers))]
 
 
-def projected_modes_discrete(n_steps, s, projected, eta) -> np.ndarray:
+def projected_trajectory_discrete(n_steps, s, projected, eta) -> tuple[np.ndarray, np.ndarray]:
     r"""SGD on the projected weights: ``B_l ← B_l + η (B_L⋯B_{l+1})ᵀ (S̄ − B_L⋯B_1)(B_{l−1}⋯B_1)ᵀ``.
 
-    Any depth L ≥ 1 (L = 1: ``M ← M + η(S − M)``). ``projected`` from :func:`project_weights`. Returns the mode
-    matrix M (top-left r×r block of B_L⋯B_1) after k updates (epochs), k = 0..n_steps: (n_steps+1, r, r). η per
-    epoch. Raises ``ValueError`` if η makes SGD diverge. Reference: Saxe et al., arXiv:1312.6120.
+    Returns ``(M̄, G)`` after k updates, k = 0..n_steps: the full product ``M̄_k = B_L⋯B_1`` (n_steps+1, R, C) —
+    ``W_tot = Ū M̄ V̄ᵀ`` with the bases of :func:`extended_basis` — and the first layer's Gram ``G_k = B_1ᵀB_1``
+    (n_steps+1, C, C), so that the first hidden layer's RSM is exactly ``X V̄ G V̄ᵀ Xᵀ``. Any depth L ≥ 1
+    (L = 1: G = I). η per epoch. Raises ``ValueError`` if η makes SGD diverge. Reference: arXiv:1312.6120.
     """
     n_steps, s, eta = integer("n_steps", n_steps), _strengths(s), positive("eta", eta)
     layers = _layers_arg(projected, s.size)
-    S, r = _target(s, layers), s.size
-    out = np.empty((n_steps + 1, r, r))
+    S = _target(s, layers)
+    prods = np.empty((n_steps + 1,) + S.shape)
+    grams = np.empty((n_steps + 1, S.shape[1], S.shape[1]))
     for k in range(n_steps + 1):
         full = _product(layers)
-        out[k] = full[:r, :r]
+        prods[k] = full
+        grams[k] = layers[0].T @ layers[0] if len(layers) > 1 else np.eye(S.shape[1])
         if k < n_steps:
             layers = [B + eta * g for B, g in zip(layers, _gradients(layers, S - full))]
-    if not np.isfinite(out).all():
+    if not np.isfinite(prods).all():
         raise ValueError(f"eta={eta!r} makes the projected SGD diverge; lower the learning rate "
                          "(see theory.stability.max_stable_lr)")
-    return out
+    return prods, grams
+
+
+def projected_modes_discrete(n_steps, s, projected, eta) -> np.ndarray:
+    r"""The mode matrix ``M_k = Uᵀ W_tot V`` (top-left r×r block of B_L⋯B_1) after k = 0..n_steps updates of the
+    projected SGD (:func:`projected_trajectory_discrete`): (n_steps+1, r, r). Reference: arXiv:1312.6120.
+    """
+    prods, _ = projected_trajectory_discrete(n_steps, s, projected, eta)
+    r = np.asarray(s).size
+    return prods[:, :r, :r].copy()
 
 
 # Relative tolerance of the projected ODE: well above float64 rounding, below any test tolerance (1e-7).
 ODE_RTOL = 1e-10
 
 
-def projected_modes_continuous(t, s, projected, tau, *, rtol: float = ODE_RTOL, atol: float | None = None):
+def projected_trajectory_continuous(t, s, projected, tau, *, rtol: float = ODE_RTOL, atol: float | None = None):
     r"""Gradient flow ``τ dB_l/dt = (B_L⋯B_{l+1})ᵀ (S̄ − B_L⋯B_1)(B_{l−1}⋯B_1)ᵀ`` of the projected weights.
 
     Integrated with ``scipy.integrate.solve_ivp`` (DOP853); L = 1 uses ``M(t) = S + (M_0 − S) e^{−t/τ}``. ``atol``
     defaults to ``rtol`` × 1e-3 × the smallest layer's RMS, so the escape from a tiny init is resolved. t finite
-    epochs (the ODE cannot be run to ``np.inf``); scalar t → (r, r), array → (len(t), r, r). τ in epochs.
+    epochs (the ODE cannot be run to ``np.inf``). Returns ``(M̄, G)`` as :func:`projected_trajectory_discrete` for a
+    1-d array t: (len(t), R, C) and (len(t), C, C). τ in epochs.
     Reference: Saxe et al., arXiv:1312.6120.
     """
     tt = times("t", t)
@@ -391,10 +414,10 @@ def projected_modes_continuous(t, s, projected, tau, *, rtol: float = ODE_RTOL, 
                          "from a generic init is diag(s) truncated to the narrowest layer")
     s, tau, rtol = _strengths(s), positive("tau", tau), positive("rtol", rtol)
     layers = _layers_arg(projected, s.size)
-    r, flat, S = s.size, tt.reshape(-1), _target(s, layers)
+    flat, S = tt.reshape(-1), _target(s, layers)
+    eye = np.broadcast_to(np.eye(S.shape[1]), (flat.size,) + (S.shape[1],) * 2).copy()
     if len(layers) == 1:
-        out = S[:r, :r] + (layers[0][:r, :r] - S[:r, :r]) * np.exp(-flat / tau)[:, None, None]
-        return out.reshape(tt.shape + (r, r))
+        return S + (layers[0] - S) * np.exp(-flat / tau)[:, None, None], eye
     shapes, splits = [B.shape for B in layers], np.cumsum([B.size for B in layers])[:-1]
     if atol is None:
         rms = [np.sqrt(np.mean(B**2)) for B in layers]
@@ -409,13 +432,27 @@ def projected_modes_continuous(t, s, projected, tau, *, rtol: float = ODE_RTOL, 
         return np.concatenate([g.ravel() for g in _gradients(bs, S - _product(bs))]) / tau
 
     order = np.argsort(flat)
-    out = np.empty((flat.size, r, r))
-    out[:] = _product(layers)[:r, :r]
+    prods = np.empty((flat.size,) + S.shape)
+    prods[:] = _product(layers)
+    grams = np.empty((flat.size,) + (S.shape[1],) * 2)
+    grams[:] = layers[0].T @ layers[0]
     if flat.size and flat[order[-1]] > 0:
         y0 = np.concatenate([B.ravel() for B in layers])
         sol = solve_ivp(rhs, (0.0, flat[order[-1]]), y0, method="DOP853", t_eval=flat[order], rtol=rtol, atol=atol)
         if not sol.success:
             raise ValueError(f"solve_ivp failed on the projected flow ({sol.message}); check s, tau and the weights")
         for j, i in enumerate(order):
-            out[i] = _product(unpack(sol.y[:, j]))[:r, :r]
-    return out.reshape(tt.shape + (r, r))
+            bs = unpack(sol.y[:, j])
+            prods[i] = _product(bs)
+            grams[i] = bs[0].T @ bs[0]
+    return prods, grams
+
+
+def projected_modes_continuous(t, s, projected, tau, *, rtol: float = ODE_RTOL, atol: float | None = None):
+    r"""Mode matrix ``Uᵀ W_tot V`` (top-left r×r of B_L⋯B_1) of the projected gradient flow
+    (:func:`projected_trajectory_continuous`); scalar t → (r, r), array → (len(t), r, r). τ in epochs.
+    """
+    tt = times("t", t)
+    r = np.asarray(s).size
+    prods, _ = projected_trajectory_continuous(tt.reshape(-1), s, projected, tau, rtol=rtol, atol=atol)
+    return prods[:, :r, :r].reshape(tt.shape + (r, r))

@@ -36,7 +36,7 @@ from ._validate import as_float_array, choice, integer
 from .correlations import check_whitened, io_svd, learning_rate_to_eta
 from .init import expected_initial_mode_strength, initial_mode_strength
 from .modes import mode_strength, mode_strength_discrete
-from .observables import loss_from_modes, outputs_from_modes, rsm_from_modes, w_tot_from_modes
+from .observables import _select, loss_from_modes, outputs_from_modes, rsm_from_modes, w_tot_from_modes
 from .stability import time_to_learn as _time_to_learn
 
 __all__ = ["Prediction", "predictor", "ZERO_S_FACTOR"]
@@ -44,6 +44,10 @@ __all__ = ["Prediction", "predictor", "ZERO_S_FACTOR"]
 # A singular value of Σʸˣ below ZERO_S_FACTOR·ε·max(P, N_in, N_out)·s_max is rounding noise of a rank-deficient
 # Σʸˣ (duplicate items give ~1e-16·s_max) and is set to exactly 0, so that the mode is treated as unlearnable.
 ZERO_S_FACTOR = 10.0
+
+
+def _rows(traj) -> int:
+    return (traj[0] if isinstance(traj, tuple) else traj).shape[0]
 
 
 def _readonly(a):
@@ -78,6 +82,8 @@ class Prediction:
     M0: np.ndarray | None = field(default=None, repr=False)
     factor: np.ndarray | None = field(default=None, repr=False)
     projected: tuple | None = field(default=None, repr=False)
+    Ubar: np.ndarray | None = field(default=None, repr=False)  # extended bases of the projected theory
+    Vbar: np.ndarray | None = field(default=None, repr=False)
     widths: tuple = field(default=(), repr=False)
     _cache: dict = field(default_factory=dict, repr=False)
 
@@ -98,22 +104,22 @@ class Prediction:
     def _discrete(self, n_max: int) -> np.ndarray:
         """Iterated trajectory with at least n_max+1 rows: a (n+1, r) decoupled, M (n+1, r, r) coupled."""
         have = self._cache.get("traj")
-        if have is not None and have.shape[0] > n_max:
+        if have is not None and _rows(have) > n_max:
             return have
-        n_have = -1 if have is None else have.shape[0] - 1
+        n_have = -1 if have is None else _rows(have) - 1
         try:  # grow geometrically so that a loop over scalar t stays linear in total cost
             traj = self._iterate(max(n_max, 2 * n_have))
         except ValueError:
             traj = self._iterate(n_max)  # diverges beyond what was asked: only compute (and raise) for n_max
-        self._cache["traj"] = _readonly(traj)
-        return traj
+        self._cache["traj"] = tuple(map(_readonly, traj)) if isinstance(traj, tuple) else _readonly(traj)
+        return self._cache["traj"]
 
     def _iterate(self, n: int) -> np.ndarray:
         if not self.coupled:
             return _strengths_discrete(n, self.s, self.a0, self.eta, self.depth)
         if self.depth == 2:
             return _coupled.coupled_modes_discrete(n, self.s, self.M0, self.eta)
-        return _coupled.projected_modes_discrete(n, self.s, list(self.projected), self.eta)
+        return _coupled.projected_trajectory_discrete(n, self.s, list(self.projected), self.eta)
 
     def _fixed_point(self) -> np.ndarray:
         r = self.s.size
@@ -138,13 +144,39 @@ class Prediction:
             inf = np.isinf(tt)
             out[inf] = self._fixed_point()
             fin = tt[~inf]
-            if fin.size and self.method == "discrete":
+            if fin.size and self.projected is not None:
+                r = self.s.size
+                out[~inf] = self._full(fin)[0][:, :r, :r]
+            elif fin.size and self.method == "discrete":
                 out[~inf] = self._discrete(int(fin.max()))[fin.astype(np.intp)]
             elif fin.size and self.depth == 2:
                 out[~inf] = _coupled.coupled_modes_continuous(fin, self.s, self.M0, self.tau, factor=self.factor)
-            elif fin.size:
-                out[~inf] = _coupled.projected_modes_continuous(fin, self.s, list(self.projected), self.tau)
         return out[0] if scalar else out
+
+    def _full(self, fin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Projected theory at finite epochs: (M̄ (n, R, C), first-layer Gram G (n, C, C)), W_tot = Ū M̄ V̄ᵀ."""
+        if self.method == "discrete":
+            prods, grams = self._discrete(int(fin.max()))
+            idx = fin.astype(np.intp)
+            return prods[idx], grams[idx]
+        return _coupled.projected_trajectory_continuous(fin, self.s, list(self.projected), self.tau)
+
+    def _extended(self, t):
+        """For the projected theory: (M̄, G, scalar) with the fixed point at t = inf; else None."""
+        if self.projected is None:
+            return None
+        tt, scalar = self._epochs(t)
+        R, C = self.Ubar.shape[1], self.Vbar.shape[1]
+        Mb, G = np.zeros((tt.size, R, C)), np.zeros((tt.size, C, C))
+        inf = np.isinf(tt)
+        if inf.any():  # generic init: the best rank-w_min map; G from the balanced fixed point (V S^{2/L} Vᵀ)
+            r = self.s.size
+            Mb[inf, :r, :r] = self._fixed_point()
+            Mr = self._fixed_point()
+            G[inf, :r, :r] = rsm_from_modes(Mr, np.eye(r), None, self.depth)
+        if (~inf).any():
+            Mb[~inf], G[~inf] = self._full(tt[~inf])
+        return Mb, G, scalar
 
     def _strengths(self, tt: np.ndarray) -> np.ndarray:
         out = np.empty((tt.size, self.s.size))
@@ -165,6 +197,10 @@ class Prediction:
 
     def modes(self, t) -> np.ndarray:
         r"""Predicted singular values of W_tot(t), sorted descending (what ``net_svd`` measures), (len(t), r)."""
+        ext = self._extended(t)
+        if ext is not None:  # exact: singular values of Ū M̄ V̄ᵀ are those of M̄
+            out = np.linalg.svd(ext[0], compute_uv=False)[..., : self.s.size]
+            return out[0] if ext[2] else out
         tt, scalar = self._epochs(t)
         if self.coupled:
             out = np.linalg.svd(self.mode_matrix(tt), compute_uv=False)
@@ -173,20 +209,51 @@ class Prediction:
         return out[0] if scalar else out
 
     def w_tot(self, t) -> np.ndarray:
-        r"""Predicted ``W_tot(t) = U M(t) Vᵀ``, (len(t), N_out, N_in)."""
+        r"""Predicted ``W_tot(t) = U M(t) Vᵀ`` (projected theory: ``Ū M̄(t) V̄ᵀ``), (len(t), N_out, N_in)."""
+        ext = self._extended(t)
+        if ext is not None:
+            out = np.einsum("or,trc,ic->toi", self.Ubar, ext[0], self.Vbar)
+            return out[0] if ext[2] else out
         return w_tot_from_modes(self.mode_matrix(t), self.U, self.V)
 
     def loss(self, t) -> np.ndarray:
         r"""Loss torch reports: ``(‖S − M(t)‖²_F + ‖Y‖² − Σs²)/(P·N_out)`` ('mean') or without the division ('sum')."""
         P, n_out = self.X.shape[0], self.U.shape[0]
+        ext = self._extended(t)
+        if ext is not None:  # ‖Y − X W_totᵀ‖² = ‖Y‖² − Σs² + ‖S̄ − M̄‖² (Ū, V̄ orthonormal, XᵀX = I)
+            Mb = ext[0]
+            S = np.zeros(Mb.shape[1:])
+            S[np.arange(self.s.size), np.arange(self.s.size)] = self.s
+            out = (self.y_sq_norm - np.sum(self.s**2) + np.sum((S - Mb) ** 2, axis=(-2, -1))) / (
+                P * n_out if self.reduction == "mean" else 1.0)
+            out = np.maximum(out, 0.0)
+            return out[0] if ext[2] else out
         return loss_from_modes(self.mode_matrix(t), self.s, self.y_sq_norm, P, n_out, self.reduction)
 
     def rsm(self, t) -> np.ndarray:
-        r"""First hidden layer's RSM ``X V (MᵀM)^{1/L} Vᵀ Xᵀ`` (balanced weights), (len(t), P, P)."""
+        r"""First hidden layer's RSM ``X V (MᵀM)^{1/L} Vᵀ Xᵀ`` (balanced weights), (len(t), P, P).
+
+        Projected (coupled, depth ≠ 2) theory: exactly ``X V̄ B_1ᵀB_1 V̄ᵀ Xᵀ`` from the tracked first layer.
+        """
+        ext = self._extended(t)
+        if ext is not None:
+            if self.depth < 2:
+                raise ValueError("rsm needs a hidden layer: depth must be >= 2, got depth=1")
+            xv = self.X @ self.Vbar
+            out = np.einsum("pc,tcd,qd->tpq", xv, ext[1], xv)
+            return out[0] if ext[2] else out
         return rsm_from_modes(self.mode_matrix(t), self.V, self.X, self.depth)
 
     def outputs(self, t, items=None, features=None) -> np.ndarray:
         r"""Predicted outputs ``X W_totᵀ`` at the chosen item rows / feature columns, (len(t), n_items, n_features)."""
+        ext = self._extended(t)
+        if ext is not None:  # X W_totᵀ = (X V̄) M̄ᵀ Ūᵀ, evaluated on the chosen rows/columns only
+            left = self.X[_select("items", items, self.X.shape[0])] @ self.Vbar
+            right = self.Ubar[_select("features", features, self.U.shape[0])]
+            out = np.atleast_2d(left) @ np.swapaxes(ext[0], -1, -2) @ np.atleast_2d(right).T
+            out = out[..., 0, :] if left.ndim == 1 else out
+            out = out[..., 0] if right.ndim == 1 else out
+            return out[0] if ext[2] else out
         return outputs_from_modes(self.mode_matrix(t), self.U, self.V, self.X, items, features)
 
     def time_to_learn(self, fraction=0.5) -> np.ndarray:
@@ -331,8 +398,11 @@ def predictor(X, Y, lr, *, depth=None, reduction="mean", a0=None, weights=None, 
         else:
             Z, proj = None, tuple(_readonly(B) for B in _coupled.project_weights(ws, U, V))
             M0 = _coupled._product(list(proj))[: s.size, : s.size]
+            Ubar, Vbar = _coupled.extended_basis(ws, U, V)
+            return Prediction(coupled=True, a0=_readonly(np.diagonal(M0).copy()), M0=_readonly(M0), factor=None,
+                              projected=proj, Ubar=_readonly(Ubar), Vbar=_readonly(Vbar), **common)
         return Prediction(coupled=True, a0=_readonly(np.diagonal(M0).copy()), M0=_readonly(M0), factor=_readonly(Z),
-                          projected=proj, **common)
+                          projected=None, **common)
     if a0 is not None:
         strengths = _initial_strengths(a0, s.size, L)
     elif ws is not None:
