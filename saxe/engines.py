@@ -50,13 +50,15 @@ def loss_coefficient(n_samples: int, n_out: int, reduction: str) -> float:
 
 
 def _orthonormal_basis(x: torch.Tensor, y: torch.Tensor, w_last: torch.Tensor) -> torch.Tensor:
-    """Q (R, N_out, d): orthonormal basis of span(Yᵀ X) + span(W_L(0)) for each run (d = N_in + N_h)."""
+    """Q (R, N_out, d): orthonormal columns spanning span(Yᵀ X) + span(W_L(0)) for each run.
+
+    Householder QR of the stacked columns ``[Σʸˣ, W_L(0)]`` always returns orthonormal columns whose span
+    contains every column, also when some are zero or dependent (W_L(0) = 0, rank-deficient Σʸˣ) or when
+    d = N_in + N_h exceeds N_out (then Q spans everything and d = N_out).
+    """
     sigma_yx = y.mT @ x  # (N_out, N_in), shared by all runs
-    q1 = torch.linalg.qr(sigma_yx)[0]  # (N_out, N_in)
-    resid = w_last - q1 @ (q1.mT @ w_last)  # (R, N_out, N_h)
-    resid = resid - q1 @ (q1.mT @ resid)  # re-orthogonalise once (classical Gram–Schmidt twice)
-    q2 = torch.linalg.qr(resid)[0]
-    return torch.cat([q1.expand(w_last.shape[0], -1, -1), q2], dim=-1)
+    stacked = torch.cat([sigma_yx.expand(w_last.shape[0], -1, -1), w_last], dim=-1)
+    return torch.linalg.qr(stacked)[0]
 
 
 def reduced_sgd(x: torch.Tensor, y: torch.Tensor, weights0: list[torch.Tensor], lr: torch.Tensor, n_epochs: int, *,

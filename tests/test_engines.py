@@ -167,3 +167,24 @@ def test_a_diverging_run_is_frozen_without_disturbing_the_others():
 def test_loss_coefficient():
     assert loss_coefficient(8, 10_000, "mean") == 1 / 80_000
     assert loss_coefficient(8, 10_000, "sum") == 1.0
+
+
+@pytest.mark.parametrize("n_features, gamma", [(20, 1e-3), (1000, 0.0)])
+def test_reduced_equals_autograd_when_basis_is_degenerate(n_features, gamma):
+    """Regression: a zero last layer (γ = 0) or N_out < N_in + N_h once gave a non-orthonormal basis."""
+    import saxe
+    import theory
+
+    X, Y = saxe.generate_hsd(n_features=n_features, rng=0)
+    lr = 0.5 * theory.max_stable_lr(theory.io_svd(X, Y)[1][0], 8, n_features)
+    recs = {}
+    for engine in ("autograd", "reduced"):
+        net = saxe.LNNet(8, 30, n_features).double()
+        saxe.initializer_(net, gamma, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():  # a non-zero first layer, so that the zero last layer still learns
+            net.in_hid.weight.normal_(std=0.1, generator=torch.Generator().manual_seed(1))
+        recs[engine] = saxe.train(net, X, Y, 100, lr, engine=engine)
+    a, b = recs["autograd"], recs["reduced"]
+    assert a.modes[-1, 0] > 0.5 * a.modes[-1].max() > 0
+    assert np.abs(a.losses - b.losses).max() <= 1e-9 * a.losses[0]
+    assert np.abs(a.modes - b.modes).max() <= 1e-9 * a.modes.max()

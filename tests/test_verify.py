@@ -43,7 +43,10 @@ def test_checked_numbers_are_within_their_tolerance_and_reported_ones_are_not_ch
     assert by["tutorial.modes.continuous"]["tolerance"] is None
     assert by["tutorial.modes.continuous"]["passed"] is None
     assert by["tutorial.modes.continuous"]["value"] > 1e-2
-    assert all(c["tolerance"] is None for c in m["checks"] if c["name"].startswith("deep3_random."))
+    random3 = [c for c in m["checks"] if c["name"].startswith("deep3_random.")]
+    assert all(c["tolerance"] is None for c in random3 if not c["name"].endswith(".coupled"))
+    # the projected coupled theory is exact for any init size, so it is checked even at γ ≈ 0.1
+    assert all(c["passed"] is True and c["value"] < 1e-6 for c in random3 if c["name"].endswith(".coupled"))
 
 
 def test_continuous_theory_runs_ahead_of_measured_half_learning(quick_run):

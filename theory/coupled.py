@@ -317,10 +317,10 @@ def project_weights(weights, U, V, *, complement: bool = True) -> list[np.ndarra
     """
     U, V = _mode_basis(U, V)
     ws = _chained(weights, V.shape[0], U.shape[0])
-    if len(ws) == 1:  # depth 1: W ← W + η(Σʸˣ − W) is linear, the outside parts never couple to the modes
-        return [U.T @ ws[0] @ V]
     if complement:
         U, V = extended_basis(ws, U, V)
+    if len(ws) == 1:  # depth 1: W ← W + η(Σʸˣ − W) is linear; the outside parts only decay, like (1 − η)^k
+        return [U.T @ ws[0] @ V]
     return [ws[0] @ V, *[w.copy() for w in ws[1:-1]], U.T @ ws[-1]]
 
 

@@ -1,0 +1,153 @@
+"""Benchmark: a 128-run ``saxe sweep`` vs 128 calls of a faithful copy of the tutorial's training loop.
+
+The tutorial's regimes: 8-30-10000 net (tree data, 10000 features), lr ∈ {50, 100}, γ ∈ {1e-12, 1e-6, 1e-3, 1},
+16 seeds, 250 epochs. Measured in one run on the same machine:
+
+(a) the tutorial: ``LNNet`` + ``initializer_`` + ``train`` from ``tests/tutorial_reference.py`` (verbatim copies of
+    the tutorial's code), float32 as in the tutorial, 1 torch thread, called once per config in this process
+    (torch already imported, data already made: process start and data generation are *not* counted, which
+    favours the baseline);
+(b) ``saxe sweep`` with the same grid as a subprocess (``--quiet``), wall clock from spawn to exit: process start
+    (imports), data, init, training, every theory, the CSV, the phase diagram and ``sweep.json`` included;
+    float64, 1 torch thread (``--threads 1``, the default). Run ``--repeats`` times (interleaved with (a)), the
+    median is compared, since the machine may be shared and noisy;
+(c) optionally (``--autograd``) the same sweep with ``--engine autograd`` (``saxe.train`` per run, float64).
+
+Prints the times and the ratio (a)/(b); ``--json PATH`` also writes them. Shrink for a smoke run with
+``--seeds 1 --features 500``.
+
+    python bench/bench_sweep.py [--seeds 16] [--features 10000] [--epochs 250] [--repeats 3] [--autograd]
+                                [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LRS = (50.0, 100.0)
+GAMMAS = (1e-12, 1e-6, 1e-3, 1.0)
+HIDDEN = 30
+
+
+def tutorial_loop(seeds: int, features: int, epochs: int) -> tuple[float, int]:
+    """Seconds for the 2 × 4 × seeds calls of the tutorial's loop (see module docstring, (a)), and how many calls
+    crashed (a diverging config makes the tutorial's ``torch.svd`` raise on NaN weights; with few features
+    lr = 100 is beyond the stable bound — that call's time up to the crash is counted and the loop goes on)."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    import tutorial_reference as tut  # noqa: E402  (the faithful copy of the tutorial's code)
+
+    import saxe
+
+    torch.set_num_threads(1)
+    labels, feats = saxe.generate_hsd(n_features=features, rng=0)
+    label_tensor = torch.tensor(labels).float()  # as the tutorial: torch.tensor(tree_labels).float()
+    feature_tensor = torch.tensor(feats).float()
+    dim_input, dim_output = label_tensor.shape[1], feature_tensor.shape[1]
+    crashed = 0
+    t0 = time.perf_counter()
+    for lr in LRS:
+        for gamma in GAMMAS:
+            for seed in range(seeds):
+                torch.manual_seed(seed)  # the tutorial's set_seed
+                dlnn_model = tut.LNNet(dim_input, HIDDEN, dim_output)
+                tut.initializer_(dlnn_model, gamma)
+                try:
+                    tut.train(dlnn_model, label_tensor, feature_tensor, n_epochs=epochs, lr=lr)
+                except RuntimeError:  # torch.linalg.LinAlgError on NaN weights
+                    crashed += 1
+    return time.perf_counter() - t0, crashed
+
+
+def sweep_command(seeds: int, features: int, epochs: int, out: Path, engine: str) -> list[str]:
+    exe = shutil.which("saxe")
+    head = [exe] if exe else [sys.executable, "-m", "experiments"]
+    return [*head, "sweep", "--lr", *map(repr, LRS), "--gamma", *map(repr, GAMMAS), "--depth", "2", "--hidden",
+            str(HIDDEN), "--seeds", str(seeds), "--epochs", str(epochs), "--features", str(features), "--engine",
+            engine, "--out", str(out), "--quiet"]
+
+
+def run_sweep(seeds: int, features: int, epochs: int, engine: str) -> tuple[float, dict]:
+    """Wall seconds of one ``saxe sweep`` subprocess, and its own timing breakdown (sweep.json)."""
+    with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
+        out = Path(tmp) / "out"
+        cmd = sweep_command(seeds, features, epochs, out, engine)
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise SystemExit(f"saxe sweep failed ({proc.returncode}):\n{proc.stderr}")
+        info = json.loads((out / "sweep.json").read_text())
+        n_rows = info["n_rows"]
+        expected = len(LRS) * len(GAMMAS) * seeds
+        if n_rows != expected:
+            raise SystemExit(f"saxe sweep wrote {n_rows} rows, expected {expected}")
+        return wall, {"timings": info["timings"], "n_rows": n_rows, "n_diverged": info["n_diverged"],
+                      "command": " ".join(cmd)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=16)
+    ap.add_argument("--features", type=int, default=10000)
+    ap.add_argument("--epochs", type=int, default=250)
+    ap.add_argument("--repeats", type=int, default=3, help="runs of (b), interleaved around (a) (default 3)")
+    ap.add_argument("--autograd", action="store_true", help="also time the sweep with --engine autograd (c)")
+    ap.add_argument("--json", help="also write the numbers to this JSON file")
+    args = ap.parse_args(argv)
+    n_runs = len(LRS) * len(GAMMAS) * args.seeds
+    print(f"grid: {n_runs} runs of 8-{HIDDEN}-{args.features}, {args.epochs} epochs; lr {LRS}, gamma {GAMMAS}, "
+          f"{args.seeds} seeds; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}", flush=True)
+
+    sweep_walls, sweep_info = [], None
+    wall, sweep_info = run_sweep(args.seeds, args.features, args.epochs, "auto")
+    sweep_walls.append(wall)
+    print(f"(b) saxe sweep (reduced engine), subprocess: {wall:.2f} s", flush=True)
+    t_tut, crashed = tutorial_loop(args.seeds, args.features, args.epochs)
+    note = f"; {crashed} calls crashed (diverged)" if crashed else ""
+    print(f"(a) tutorial loop, {n_runs} calls: {t_tut:.2f} s ({t_tut / n_runs:.3f} s/run{note})", flush=True)
+    for _ in range(args.repeats - 1):
+        wall, sweep_info = run_sweep(args.seeds, args.features, args.epochs, "auto")
+        sweep_walls.append(wall)
+        print(f"(b) saxe sweep (reduced engine), subprocess: {wall:.2f} s", flush=True)
+    t_sweep = statistics.median(sweep_walls)
+    result = {
+        "grid": {"runs": n_runs, "lr": LRS, "gamma": GAMMAS, "seeds": args.seeds, "hidden": HIDDEN,
+                 "features": args.features, "epochs": args.epochs},
+        "tutorial_loop_s": t_tut,
+        "tutorial_calls_crashed": crashed,
+        "sweep_s": sweep_walls,
+        "sweep_median_s": t_sweep,
+        "speedup": t_tut / t_sweep,
+        "sweep_breakdown_last": sweep_info["timings"],
+        "sweep_command": sweep_info["command"],
+        "machine": {"cpus": os.cpu_count(), "load_average_1min_end": os.getloadavg()[0],
+                    "python": platform.python_version(), "platform": platform.platform()},
+    }
+    if args.autograd:
+        wall, info = run_sweep(args.seeds, args.features, args.epochs, "autograd")
+        result["sweep_autograd_s"] = wall
+        result["sweep_autograd_breakdown"] = info["timings"]
+        print(f"(c) saxe sweep --engine autograd, subprocess: {wall:.2f} s", flush=True)
+    b = sweep_info["timings"]
+    print(f"\ntutorial loop {t_tut:.2f} s  vs  saxe sweep {t_sweep:.2f} s (median of {len(sweep_walls)}; last run: "
+          f"train {b['train_s']:.2f} s, theory {b['theory_s']:.2f} s, figure {b['figure_s']:.2f} s, in-process "
+          f"total {b['total_s']:.2f} s, the rest is process start)  →  {t_tut / t_sweep:.1f}× faster")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
