@@ -160,10 +160,11 @@ def coupled_modes_discrete(n_steps, s, M0, eta) -> np.ndarray:
     out = np.empty((n_steps + 1, s.size, s.size))
     out[0] = M
     I, S = np.eye(s.size), np.diag(s)
-    for k in range(n_steps):
-        P = I + eta * (S - M)
-        M = P @ M @ P
-        out[k + 1] = M = 0.5 * (M + M.T)
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverging orbit is reported below, not warned about
+        for k in range(n_steps):
+            P = I + eta * (S - M)
+            M = P @ M @ P
+            out[k + 1] = M = 0.5 * (M + M.T)
     if not np.isfinite(out).all():
         raise ValueError(f"eta={eta!r} makes the coupled map diverge (stability needs roughly η·s_max < 1); "
                          "lower the learning rate (see theory.stability.max_stable_lr)")
