@@ -128,10 +128,9 @@ def default_specs(args) -> list[RunSpec]:
                 args.seed, track=(0, features.shape[1]), track_label="Shark has_bones", checked=coupled,
                 description="the tutorial's data plus has_bones (false for the shark), output tracked"),
     ]
-    s_max = float(theory.io_svd(labels, features)[1][0])
-    P, n_out = features.shape
-    lr3 = DEEP3_LR_FRACTION * float(theory.max_stable_lr(s_max, P, n_out, depth=3)) if args.lr is None else lr
     s = theory.io_svd(labels, features)[1]
+    P, n_out = features.shape
+    lr3 = DEEP3_LR_FRACTION * float(theory.max_stable_lr(s[0], P, n_out, depth=3)) if args.lr is None else lr
     eta3 = theory.learning_rate_to_eta(lr3, P, n_out)
     t_learn = theory.time_to_learn(LEARNED_FRACTION, s.min(), DEEP3_A0, eta=eta3, depth=3, method="discrete")
     epochs3 = int(np.ceil(float(np.max(t_learn)) * 1.1)) if args.epochs is None else epochs
