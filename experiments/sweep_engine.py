@@ -133,7 +133,7 @@ class SeedBasis:
 
 
 def _complement_block(B: torch.Tensor, basis: torch.Tensor) -> np.ndarray:
-    """``Qᵀ B`` for Q = ``theory.coupled._complement(B, basis)`` (orthonormal basis of the part of B's columns
+    """``Qᵀ B`` for Q = ``theory.projected._complement(B, basis)`` (orthonormal basis of the part of B's columns
     outside span(basis), rounding-level directions dropped with the same threshold), computed without the tall Q:
     ``rest = (I − basis basisᵀ) B = Q_r R`` (thin QR) and the SVD ``R = A Σ Wᵀ`` give ``Qᵀ B = Qᵀ rest = Σ Wᵀ``
     with Q = Q_r A. (Q's sign/rotation differs from the theory's; the projected dynamics are invariant to it.)
@@ -187,7 +187,7 @@ class InitCache:
         U_t, V_t = self.U_t, self.V_t
         first_v = (U_t.mT @ z64[0] @ V_t if len(z64) == 1 else z64[0] @ V_t).numpy()
         first_out = last_out = None
-        if len(z64) >= 3:  # theory.coupled.project_weights(complement=True)
+        if len(z64) >= 3:  # theory.projected.project_weights(complement=True)
             last_out = _complement_block(zl, U_t)
             first_out = _complement_block(z64[0].mT, V_t).T
         basis = SeedBasis(lower=zs[:-1], last_a=a, last_c=c, first_v=first_v, last_u=(U_t.mT @ zl).numpy(),

@@ -60,7 +60,7 @@ def _product(layers: list[torch.Tensor]) -> torch.Tensor:
 
 
 def _gradients_batch(layers: list[torch.Tensor], G: torch.Tensor) -> list[torch.Tensor]:
-    """Batched ``theory.coupled._gradients``: (B_L⋯B_{l+1})ᵀ G (B_{l−1}⋯B_1)ᵀ for each layer (G = S̄ − B_L⋯B_1)."""
+    """Batched ``theory.projected._gradients``: (B_L⋯B_{l+1})ᵀ G (B_{l−1}⋯B_1)ᵀ for each layer (G = S̄ − B_L⋯B_1)."""
     R = G.shape[0]
     pre = [torch.eye(G.shape[2], dtype=G.dtype).expand(R, -1, -1)]
     for B in layers[:-1]:
@@ -74,7 +74,7 @@ def _gradients_batch(layers: list[torch.Tensor], G: torch.Tensor) -> list[torch.
 
 def projected_modes_batch(n_steps: int, s: np.ndarray, layers: list[np.ndarray], etas: np.ndarray) -> np.ndarray:
     """Singular values (R, n_steps+1, r), descending, of the mode matrix of
-    ``theory.coupled.projected_modes_discrete(n, s, layers_i, η_i)`` for each run i, batched (``layers[l]`` stacks
+    ``theory.projected.projected_modes_discrete(n, s, layers_i, η_i)`` for each run i, batched (``layers[l]`` stacks
     B_l of every run; B_1 may have more than r columns and B_L more than r rows: the complement directions, with
     target S̄ = diag(s) padded by zeros, and M the top-left r×r block). A zero row of B_L or column of B_1 stays
     zero, so runs with fewer complement directions are zero-padded exactly. NaN for a run whose iteration leaves

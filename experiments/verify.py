@@ -38,7 +38,7 @@ THEORIES = ("continuous", "discrete", "coupled")
 # and still fails on any modelling error (a wrong η convention or an off-by-one epoch is ≥ 1e-2).
 COUPLED_TOL = 1e-6
 # Exact theories: from a decoupled balanced init the scalar map is exact SGD, and at depth ≠ 2 the coupled theory
-# iterates the projected weights (theory.coupled.project_weights), exact SGD for any init; only float64 rounding
+# iterates the projected weights (theory.projected.project_weights), exact SGD for any init; only float64 rounding
 # of the iteration remains, the same budget as above.
 EXACT_TOL = 1e-6
 # Above this init scale the O(γ²) terms the coupled map neglects may reach the tolerance (γ² ≈ 1e-12 relative at

@@ -14,7 +14,8 @@ import saxe
 import theory
 from experiments import cli
 from experiments import sweep as S
-from theory.coupled import coupled_modes_discrete, initial_mode_matrix, project_weights, projected_modes_discrete
+from theory.coupled import coupled_modes_discrete, initial_mode_matrix
+from theory.projected import project_weights, projected_modes_discrete
 
 CPU = torch.device("cpu")
 # Small tutorial-like problem for the CLI tests: 8 items × 200 features; stable lr ≈ 37.5 (depth 2), 9.0 (depth 3).

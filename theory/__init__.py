@@ -16,9 +16,14 @@ from .coupled import (
     coupled_modes_discrete,
     growing_part,
     initial_mode_matrix,
+)
+from .projected import (
+    extended_basis,
     project_weights,
     projected_modes_continuous,
     projected_modes_discrete,
+    projected_trajectory_continuous,
+    projected_trajectory_discrete,
 )
 from .hierarchy import MAX_DENSE_ITEMS, MAX_ITEMS, HierarchySpectrum, hierarchy_spectrum
 from .init import expected_initial_mode_strength, initial_mode_strength
@@ -36,6 +41,9 @@ from .stability import (
 )
 
 __all__ = [
+    "projected_trajectory_continuous",
+    "projected_trajectory_discrete",
+    "extended_basis",
     "WHITENED_RTOL",
     "check_whitened",
     "io_correlations",

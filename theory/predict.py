@@ -5,7 +5,7 @@ whose methods map an array of epochs t to predicted observables::
 
     decoupled (balanced):  M(t) = diag(a(t)),  a from theory.modes (continuous or exact discrete map)
     coupled, depth 2:      M(t) from theory.coupled (Z-map / closed form from the actual init)
-    coupled, depth ≠ 2:    M(t) = B_L⋯B_1 of the projected weights (theory.coupled.project_weights)
+    coupled, depth ≠ 2:    M(t) = B_L⋯B_1 of the projected weights (theory.projected.project_weights)
 
 and then ``W_tot = U M Vᵀ``, the loss, the RSM and the outputs via :mod:`theory.observables`.
 
@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import coupled as _coupled
+from . import projected as _projected
 from ._validate import as_float_array, choice, integer
 from .correlations import check_whitened, io_svd, learning_rate_to_eta
 from .init import expected_initial_mode_strength, initial_mode_strength
@@ -119,7 +120,7 @@ class Prediction:
             return _strengths_discrete(n, self.s, self.a0, self.eta, self.depth)
         if self.depth == 2:
             return _coupled.coupled_modes_discrete(n, self.s, self.M0, self.eta)
-        return _coupled.projected_trajectory_discrete(n, self.s, list(self.projected), self.eta)
+        return _projected.projected_trajectory_discrete(n, self.s, list(self.projected), self.eta)
 
     def _fixed_point(self) -> np.ndarray:
         r = self.s.size
@@ -159,7 +160,7 @@ class Prediction:
             prods, grams = self._discrete(int(fin.max()))
             idx = fin.astype(np.intp)
             return prods[idx], grams[idx]
-        return _coupled.projected_trajectory_continuous(fin, self.s, list(self.projected), self.tau)
+        return _projected.projected_trajectory_continuous(fin, self.s, list(self.projected), self.tau)
 
     def _extended(self, t):
         """For the projected theory: (M̄, G, scalar) with the fixed point at t = inf; else None."""
@@ -396,9 +397,9 @@ def predictor(X, Y, lr, *, depth=None, reduction="mean", a0=None, weights=None, 
             Z = _coupled.growing_part(ws[0], ws[1], U, V)
             M0, proj = Z.T @ Z, None
         else:
-            Z, proj = None, tuple(_readonly(B) for B in _coupled.project_weights(ws, U, V))
-            M0 = _coupled._product(list(proj))[: s.size, : s.size]
-            Ubar, Vbar = _coupled.extended_basis(ws, U, V)
+            Z, proj = None, tuple(_readonly(B) for B in _projected.project_weights(ws, U, V))
+            M0 = _projected._product(list(proj))[: s.size, : s.size]
+            Ubar, Vbar = _projected.extended_basis(ws, U, V)
             return Prediction(coupled=True, a0=_readonly(np.diagonal(M0).copy()), M0=_readonly(M0), factor=None,
                               projected=proj, Ubar=_readonly(Ubar), Vbar=_readonly(Vbar), **common)
         return Prediction(coupled=True, a0=_readonly(np.diagonal(M0).copy()), M0=_readonly(M0), factor=_readonly(Z),
