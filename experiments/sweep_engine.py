@@ -38,6 +38,7 @@ import torch
 import saxe
 import theory
 from saxe.engines import reduced_sgd
+from theory.coupled import RANK_EPS_FACTOR
 
 from .cli import UsageError
 from .sweep_grid import Run
@@ -145,7 +146,7 @@ def _complement_block(B: torch.Tensor, basis: torch.Tensor) -> np.ndarray:
     # ‖B‖₂ = ‖[basisᵀB; R]‖₂ (orthogonal split of B's columns)
     scale = max(float(torch.linalg.matrix_norm(torch.cat([head, R]), 2)) if B.numel() else 0.0,
                 np.finfo(float).tiny)
-    keep = sv > 10.0 * np.finfo(float).eps * max(B.shape) * scale  # theory.coupled.RANK_EPS_FACTOR = 10
+    keep = sv > RANK_EPS_FACTOR * np.finfo(float).eps * max(B.shape) * scale  # the theory's own threshold
     return (sv[keep, None] * Wt[keep]).numpy()
 
 

@@ -18,6 +18,8 @@ import dataclasses
 import numpy as np
 import torch
 
+from theory.projected import _product  # B_L⋯B_1; works on torch stacks as on numpy
+
 from .sweep_engine import InitCache, Problem, SeedBasis
 from .sweep_grid import Run
 
@@ -50,13 +52,6 @@ def coupled_modes_batch(n_steps: int, s: np.ndarray, M0: np.ndarray, etas: np.nd
     out = torch.linalg.eigvalsh(traj).abs().sort(dim=-1, descending=True).values
     out[~ok] = float("nan")
     return out.numpy()
-
-
-def _product(layers: list[torch.Tensor]) -> torch.Tensor:
-    M = layers[0]
-    for B in layers[1:]:
-        M = B @ M
-    return M
 
 
 def _gradients_batch(layers: list[torch.Tensor], G: torch.Tensor) -> list[torch.Tensor]:
