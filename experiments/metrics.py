@@ -2,10 +2,13 @@
 
 All take arrays indexed by epoch first (row k = after k updates, as :func:`saxe.train` records).
 
-* ``modes``:    max over epochs and modes of |a_pred − a_meas| / s_α (singular values sorted descending on both
-                sides; a mode with s_α = 0 is normalised by s_max instead);
+* ``modes``:    max over epochs and modes of |a_pred − a_meas| / s_max (singular values sorted descending on both
+                sides). Normalised by the largest s, not each mode's own: float64 rounding is relative to the
+                largest weights, so a weak mode's rounding-level error over its own small s could fail a correct
+                theory, while a wrong theory on a weak mode is still off by a visible fraction of s_max;
 * ``loss``:     max over epochs of |L_pred − L_meas| / L_meas(0);
-* ``rsm``:      max over epochs of ‖RSM_pred − RSM_meas‖_F / ‖RSM_ref‖_F, RSM_ref = the RSM at convergence;
+* ``rsm``:      max over epochs of ‖RSM_pred − RSM_meas‖_F / ‖RSM_ref‖_F (``saxe verify``: the RSM of the balanced
+                learned state, X V S^{2/L} Vᵀ Xᵀ);
 * ``illusion``: max over epochs of |pred − meas| (outputs are in the targets' units, e.g. ±1).
 """
 from __future__ import annotations
@@ -27,15 +30,14 @@ def _pair(name: str, pred, meas) -> tuple[np.ndarray, np.ndarray]:
 
 
 def modes_error(pred, meas, s) -> float:
-    """max_{k,α} |pred[k, α] − meas[k, α]| / s_α for (T, r) arrays of sorted singular values."""
+    """max_{k,α} |pred[k, α] − meas[k, α]| / s_max for (T, r) arrays of sorted singular values."""
     pred, meas = _pair("modes", pred, meas)
     s = np.asarray(s, dtype=np.float64)
     if s.shape != pred.shape[-1:]:
         raise ValueError(f"modes: s must have one value per mode ({pred.shape[-1]}), got shape {s.shape}")
     if s.max() <= 0:
         raise ValueError("modes: s must have a positive entry")
-    scale = np.where(s > 0, s, s.max())
-    return float(np.max(np.abs(pred - meas) / scale))
+    return float(np.max(np.abs(pred - meas)) / s.max())
 
 
 def loss_error(pred, meas) -> float:

@@ -35,7 +35,7 @@ __all__ = [
     "animate_rsm", "save_gif",
 ]
 
-THEORY_LABEL = "theory (coupled, discrete)"
+THEORY_LABEL = "theory (exact SGD map)"
 MEASURED_LABEL = "measured"
 RSM_CMAP = "Purples"
 _THEORY_STYLE = {"color": "k", "linestyle": (0, (4, 3)), "linewidth": 1.2, "zorder": 5}

@@ -35,7 +35,7 @@ rewritten to a temp file and renamed over ``sweep.csv``, so an interrupted sweep
 (:mod:`experiments.sweep_figures`) and ``sweep.json`` (the command, counts, timings, versions).
 
 Batches: runs of one (depth, hidden) in grid order, ``--batch`` at a time, capped so that the per-epoch records
-of a batch (measured and predicted singular values, the coupled M_k) stay below ~1 GiB.
+of a batch (measured and predicted singular values, the exact M_k) stay below ~1 GiB.
 """
 from __future__ import annotations
 
@@ -60,12 +60,11 @@ from .sweep_engine import (BatchTraining, InitCache, Problem, SeedBasis, init_we
                            load_problem, train_autograd, train_batch, train_reduced)
 from .sweep_grid import (BASE_COLUMNS, HALF_KINDS, THEORIES, Run, build_grid, columns, existing_rows,  # noqa: F401
                          fmt, make_rows, output_names, parse_shard, read_rows, shard_runs, write_rows)
-from .sweep_theory import (coupled_inputs, coupled_modes_batch, decoupled_predictions,  # noqa: F401
-                           projected_modes_batch, theory_batch)
+from .sweep_theory import decoupled_predictions, exact_inputs, exact_modes_batch, theory_batch  # noqa: F401
 
 ENGINES = ("auto", "reduced", "autograd")
 #: Largest memory (bytes) the per-epoch records of one batch may take (float64: measured singular values, the
-#: coupled trajectory M_k (r × r per epoch) and the three predictions); --batch is lowered to fit.
+#: exact trajectory M_k (r × r per epoch) and the three predictions); --batch is lowered to fit.
 BATCH_RECORD_BYTES = 1 << 30
 
 

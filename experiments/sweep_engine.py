@@ -38,7 +38,7 @@ import torch
 import saxe
 import theory
 from saxe.engines import reduced_sgd
-from theory.coupled import RANK_EPS_FACTOR
+from theory.state import RANK_EPS_FACTOR
 
 from .cli import UsageError
 from .sweep_grid import Run
@@ -58,7 +58,7 @@ class Problem:
     V: np.ndarray = field(init=False)
 
     def __post_init__(self):
-        self.reference = theory.predictor(self.X, self.Y, 1.0, depth=2, a0=0.0)
+        self.reference = theory.predictor(self.X, self.Y, 1.0, depth=2, a0=0.0, unstable=True)
         ref = self.reference
         self.U, self.s, self.V = np.array(ref.U), np.array(ref.s), np.array(ref.V)
         if self.s.size == 0 or self.s[0] <= 0:
@@ -129,12 +129,12 @@ class SeedBasis:
     first_v: np.ndarray  # Z_1 V (N_1, r)  (depth 1: Uᵀ Z_1 V, (r, r))
     last_u: np.ndarray  # Uᵀ Z_L (r, N_{L−1})
     middle: list[np.ndarray]  # Z_2 … Z_{L−1} (float64)
-    first_out: np.ndarray | None  # Z_1 Q_in (N_1, q_in): depth ≥ 3, see _complement_block
-    last_out: np.ndarray | None  # Q_outᵀ Z_L (q_out, N_{L−1}): depth ≥ 3
+    first_out: np.ndarray | None  # Z_1 Q_in (N_1, q_in): depth ≥ 2, see _complement_block
+    last_out: np.ndarray | None  # Q_outᵀ Z_L (q_out, N_{L−1}) (depth 1: (q_out, N_in))
 
 
 def _complement_block(B: torch.Tensor, basis: torch.Tensor) -> np.ndarray:
-    """``Qᵀ B`` for Q = ``theory.projected._complement(B, basis)`` (orthonormal basis of the part of B's columns
+    """``Qᵀ B`` for Q = ``theory.state._complement(B, basis)`` (orthonormal basis of the part of B's columns
     outside span(basis), rounding-level directions dropped with the same threshold), computed without the tall Q:
     ``rest = (I − basis basisᵀ) B = Q_r R`` (thin QR) and the SVD ``R = A Σ Wᵀ`` give ``Qᵀ B = Qᵀ rest = Σ Wᵀ``
     with Q = Q_r A. (Q's sign/rotation differs from the theory's; the projected dynamics are invariant to it.)
@@ -188,8 +188,8 @@ class InitCache:
         U_t, V_t = self.U_t, self.V_t
         first_v = (U_t.mT @ z64[0] @ V_t if len(z64) == 1 else z64[0] @ V_t).numpy()
         first_out = last_out = None
-        if len(z64) >= 3:  # theory.projected.project_weights(complement=True)
-            last_out = _complement_block(zl, U_t)
+        last_out = _complement_block(zl, U_t)  # the outside directions of theory.state.exact_state
+        if len(z64) >= 2:
             first_out = _complement_block(z64[0].mT, V_t).T
         basis = SeedBasis(lower=zs[:-1], last_a=a, last_c=c, first_v=first_v, last_u=(U_t.mT @ zl).numpy(),
                           middle=[z.numpy().copy() for z in z64[1:-1]], first_out=first_out, last_out=last_out)

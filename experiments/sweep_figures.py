@@ -1,6 +1,6 @@
 """The phase diagram of ``saxe sweep``: γ × lr heatmaps of each theory's error, divergence marked.
 
-One row of panels per (depth, hidden) in the rows, one column per theory (continuous, discrete, coupled). A cell
+One row of panels per (depth, hidden) in the rows, one column per theory (continuous, discrete, exact). A cell
 is the median over the seeds of ``err_<theory>`` (the ``modes`` error of :mod:`experiments.metrics`) on one
 shared logarithmic colour scale; seeds without a value (diverged run, or a theory that diverges at that lr) are
 left out of the median, and a cell with no value at all (or a median of exactly 0) is grey. A cell where at
@@ -18,7 +18,7 @@ import numpy as np
 
 __all__ = ["phase_diagram", "cell_table"]
 
-THEORIES = ("continuous", "discrete", "coupled")
+THEORIES = ("continuous", "discrete", "exact")
 #: Grids up to this many cells per side get their median printed in each cell.
 ANNOTATE_MAX = 10
 

@@ -12,9 +12,9 @@ its position in that order. Depth 1 (linear regression) has no hidden layer: its
 **Columns** of ``sweep.csv`` (csv module, one row per run, pandas-readable; NaN is an empty cell, "never" is
 ``inf``): run_id, data (the data set: ``hsd-f{features}-s{data_seed}`` or ``{file stem}-{sha256[:12]}``), depth,
 hidden, lr, gamma, seed, eta, a0 (a priori), n_epochs, engine, dtype, device, final_loss (after the last
-update), diverged, diverged_epoch, err_continuous, err_discrete, err_coupled (``experiments.metrics.modes_error``:
+update), diverged, diverged_epoch, err_continuous, err_discrete, err_exact (``experiments.metrics.modes_error``:
 max over epochs and modes of |pred − meas|/s_α, singular values sorted descending), half_measured_1..r,
-half_continuous_1..r, half_discrete_1..r, half_coupled_1..r (``metrics.half_learning_epochs``: first epoch at
+half_continuous_1..r, half_discrete_1..r, half_exact_1..r (``metrics.half_learning_epochs``: first epoch at
 which the α-th singular value reaches s_α/2), train_seconds (the run's share of its batch's training time).
 
 **Resume.** :func:`existing_rows` returns the rows already in a sweep's CSV for ``--resume`` (refusing a file made
@@ -38,9 +38,9 @@ from .report import atomic_write
 if TYPE_CHECKING:  # annotations only (sweep_engine imports this module)
     from .sweep_engine import BatchTraining, Problem
 
-THEORIES = ("continuous", "discrete", "coupled")
+THEORIES = ("continuous", "discrete", "exact")
 BASE_COLUMNS = ("run_id", "data", "depth", "hidden", "lr", "gamma", "seed", "eta", "a0", "n_epochs", "engine", "dtype",
-                "device", "final_loss", "diverged", "diverged_epoch", "err_continuous", "err_discrete", "err_coupled")
+                "device", "final_loss", "diverged", "diverged_epoch", "err_continuous", "err_discrete", "err_exact")
 HALF_KINDS = ("measured",) + THEORIES
 
 

@@ -6,7 +6,7 @@ Sections (as the tutorial): the data (``tree_data``, ``hier_data_all``, ``hier_d
 ``rsm_evolution.gif`` in place of the slider); illusory correlations (``shark_*``, ``parrot_*``); the bonus
 zero-depth LRNet at lr=1000 (``zero_depth_loss``) and the linear-regression comparison
 (``linear_regression_comparison.json``).
-Every measured curve has the exact prediction of :func:`theory.predictor` (coupled, discrete, from the
+Every measured curve has the exact prediction of :func:`theory.predictor` (exact theory state, SGD map, from the
 actual initial weights) drawn dashed on top; ``summary.json`` lists every file and the configuration.
 
 Faithful to the tutorial: float32 networks trained by torch autograd + ``optim.SGD`` on ``nn.MSELoss``.
@@ -122,7 +122,7 @@ class Theory:
         try:
             self.pred = predictor(np.asarray(X, np.float64), np.asarray(Y, np.float64), lr,
                                   depth=len(init_weights), reduction="mean", weights=init_weights,
-                                  coupled=True, method="discrete")
+                                  theory="exact", method="discrete")
         except Exception as exc:  # noqa: BLE001 - a theory bug must not sink the figures
             self._fail("predictor", f"{type(exc).__name__}: {exc}")
 
@@ -320,7 +320,7 @@ def run(args) -> int:
         "config": {"seed": args.seed, "epochs": n, "features": F, "lr": lr, "lr_zero_depth": lr0, "gamma": GAMMA,
                    "hidden": HIDDEN, "lr_scale": scale, "engine": "autograd", "dtype": "float32",
                    "reduction": "mean", "format": args.format, "rsm_epochs": picks, "gif_frames": frames,
-                   "theory": "theory.predictor(coupled=True, method='discrete', weights=initial weights)"},
+                   "theory": "theory.predictor(theory='exact', method='discrete', weights=initial weights)"},
         "versions": package_versions(),
         "files": list(R.files),
         "training": training,
@@ -352,7 +352,7 @@ def _print_summary(out: Path, summary: dict, cmp: dict) -> None:
               f"(epoch {ill['illusion_epoch']}), ends at {ill['final_prediction']:+.2f} (target {ill['target']:+d})")
     th = summary["theory"]
     if th["overlay"]:
-        print("  theory (coupled, discrete) drawn dashed on every measured curve")
+        print("  theory (exact SGD map from the initial weights) drawn dashed on every measured curve")
     else:
         print(f"  theory overlay missing for: {', '.join(th['problems'])}")
     files = summary["files"]

@@ -5,10 +5,14 @@ Runs (default): ``tutorial`` (8-30-10000, lr = 100, γ = 1e-12, 250 epochs, the 
 layers of 30, lr below the depth-3 stable bound, decoupled balanced init: the scalar theory is exact) and
 ``deep3_random`` (the same from a random init; reported only). ``--data items.csv`` runs your own table.
 
-Theories: ``continuous`` (Saxe's closed form, a priori a₀), ``discrete`` (the exact scalar SGD map, same a₀),
-``coupled`` (the matrix map from the actual initial weights). Metric names: ``{run}.{quantity}.{theory}``
-(see :mod:`experiments.metrics`). Exit code 0 if every check with a tolerance passes, 1 if one fails, 2 for
-bad input. Results (``metrics.json``, ``report.md``, figures) are written atomically.
+Theories: ``exact`` (the one exact theory state from the actual initial weights, :mod:`theory.state`; checked),
+``coupled`` (depth 2: the small-init Z-map, a named approximation; reported), ``discrete`` (the scalar SGD map from
+the a priori a₀; checked only from the decoupled init of ``deep3``, where it is exact) and ``continuous`` (Saxe's
+closed form, same a₀; reported). Each checked number must lie within ``max(10 × the run's float64 floor, 1e-9)``,
+the floor being the distance between the run's training and a twin training by the other engine
+(:mod:`experiments.verify_checks`). Metric names: ``{run}.{quantity}.{theory}`` (see :mod:`experiments.metrics`).
+Exit code 0 if every check with a tolerance passes, 1 if one fails, 2 for bad input. Results (``metrics.json``,
+``report.md``, figures) are written atomically.
 """
 from __future__ import annotations
 
@@ -23,27 +27,14 @@ import torch
 import saxe
 import theory
 
-from . import metrics as M
+from . import verify_checks as C
 from .cli import UsageError
 from .progress import epoch_bar, items_bar
 from .report import package_versions, write_json, write_text
 from .verify_report import render_report, save_run_figures
 
-THEORIES = ("continuous", "discrete", "coupled")
+THEORIES = ("exact", "coupled", "discrete", "continuous")
 
-# Tolerances (relative, see experiments.metrics). The coupled map is exact for weights of the form
-# W1 = Z Vᵀ, W2 = U Zᵀ; a random init of scale γ departs from it by the decaying part and the component of W2
-# outside span(U), both O(γ²)-small against learned modes (1e-24 at γ = 1e-12), so what remains is float64
-# rounding amplified through the sigmoidal transient (measured ≲ 1e-9). 1e-6 leaves three decades of headroom
-# and still fails on any modelling error (a wrong η convention or an off-by-one epoch is ≥ 1e-2).
-COUPLED_TOL = 1e-6
-# Exact theories: from a decoupled balanced init the scalar map is exact SGD, and at depth ≠ 2 the coupled theory
-# iterates the projected weights (theory.projected.project_weights), exact SGD for any init; only float64 rounding
-# of the iteration remains, the same budget as above.
-EXACT_TOL = 1e-6
-# Above this init scale the O(γ²) terms the coupled map neglects may reach the tolerance (γ² ≈ 1e-12 relative at
-# γ = 1e-6), so the coupled theory is only reported, not checked, for larger γ.
-COUPLED_CHECK_MAX_GAMMA = 1e-6
 # deep3: lr as a fraction of the depth-3 stable bound, and the decoupled initial strength of every mode.
 DEEP3_LR_FRACTION = 0.6
 DEEP3_A0 = 1e-4
@@ -51,6 +42,8 @@ DEEP3_A0 = 1e-4
 DATA_LR_FRACTION = 0.5
 LEARNED_FRACTION = 0.99
 MAX_DEFAULT_EPOCHS = 200_000
+# --data: the default hidden width, at least the number of items (≥ the rank of Σʸˣ: no bottleneck).
+DEFAULT_HIDDEN = 30
 
 HAS_BONES = (-1.0, 1.0, 1.0, 1.0, -1.0, -1.0, -1.0, -1.0)
 SHARK_ITEMS = ("Shark", "Tuna", "Robin", "Canary", "Rose", "Daisy", "Pine", "Oak")
@@ -71,7 +64,7 @@ class RunSpec:
     a0: float | None = None  # decoupled init strength
     track: tuple[int, int] | None = None
     track_label: str = ""
-    checked: dict[str, float] = field(default_factory=dict)  # theory → tolerance
+    checked: tuple[str, ...] = ("exact",)  # theories checked against the floor-based tolerance
     description: str = ""
 
 
@@ -81,7 +74,8 @@ def add_arguments(p) -> None:
     p.add_argument("--lr", type=float, help="learning rate (--data: default a safe fraction of the stable bound)")
     p.add_argument("--epochs", type=int, help="number of epochs (--data: default enough for the slowest mode)")
     p.add_argument("--gamma", type=float, help="init scale γ (default 1e-12)")
-    p.add_argument("--hidden", type=int, help="hidden width (default 30)")
+    p.add_argument("--hidden", type=int, help="hidden width (default 30; --data: max(30, number of items)); "
+                                              "a width below the rank of the data is a bottleneck")
     p.add_argument("--depth", type=int, help="number of weight matrices for --data (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed for data and init (default 0)")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
@@ -120,12 +114,11 @@ def default_specs(args) -> list[RunSpec]:
     lr = 100.0 if args.lr is None else args.lr
     epochs = 250 if args.epochs is None else args.epochs
     items = saxe.ITEM_NAMES
-    coupled = {"coupled": COUPLED_TOL} if gamma <= COUPLED_CHECK_MAX_GAMMA else {}
     specs = [
-        RunSpec("tutorial", labels, features, items, [hidden], lr, gamma, epochs, args.seed, checked=coupled,
+        RunSpec("tutorial", labels, features, items, [hidden], lr, gamma, epochs, args.seed,
                 description=f"the tutorial: {labels.shape[1]}-{hidden}-{features.shape[1]}, lr={lr:g}, γ={gamma:g}"),
         RunSpec("shark", labels, saxe.add_feature(features, HAS_BONES), SHARK_ITEMS, [hidden], lr, gamma, epochs,
-                args.seed, track=(0, features.shape[1]), track_label="Shark has_bones", checked=coupled,
+                args.seed, track=(0, features.shape[1]), track_label="Shark has_bones",
                 description="the tutorial's data plus has_bones (false for the shark), output tracked"),
     ]
     s = theory.io_svd(labels, features)[1]
@@ -139,11 +132,10 @@ def default_specs(args) -> list[RunSpec]:
     gamma3 = (DEEP3_A0 / float(theory.expected_initial_mode_strength(1.0, sizes3))) ** (1 / 3)
     specs += [
         RunSpec("deep3", labels, features, items, [hidden, hidden], lr3, 0.0, epochs3, args.seed, init="decoupled",
-                a0=DEEP3_A0, checked={"discrete": EXACT_TOL, "coupled": EXACT_TOL},
+                a0=DEEP3_A0, checked=("exact", "discrete"),
                 description=f"depth 3 ({hidden}, {hidden} hidden), lr={lr3:.4g} "
                             f"({DEEP3_LR_FRACTION:g}× the stable bound), decoupled balanced init a₀={DEEP3_A0:g}"),
         RunSpec("deep3_random", labels, features, items, [hidden, hidden], lr3, gamma3, epochs3, args.seed,
-                checked={"coupled": EXACT_TOL},
                 description=f"depth 3 from a random init of scale γ={gamma3:.3g} (a priori a₀={DEEP3_A0:g})"),
     ]
     return specs
@@ -153,32 +145,42 @@ def data_spec(args) -> RunSpec:
     table = saxe.load_items_csv(args.data)  # DataFileError (a ValueError) → exit 2
     X, Y = table.inputs, table.features
     depth = 2 if args.depth is None else args.depth
-    hidden = [30 if args.hidden is None else args.hidden] * (depth - 1)
+    P, n_out = Y.shape
+    hidden = [max(DEFAULT_HIDDEN, P) if args.hidden is None else args.hidden] * (depth - 1)
     gamma = 1e-12 if args.gamma is None else args.gamma
     U, s, V = theory.io_svd(X, Y)
     if s[0] <= 0:
         raise UsageError(f"{args.data}: every feature is zero, there is nothing to learn")
-    P, n_out = Y.shape
     lr = args.lr
     if lr is None:
-        lr = DATA_LR_FRACTION * float(theory.max_stable_lr(s[0], P, n_out, depth=depth))
+        lr = DATA_LR_FRACTION * float(theory.stable_lr(X, Y, depth=depth, hidden=hidden or None).learned)
     epochs = args.epochs
     if epochs is None:
         a0 = float(theory.expected_initial_mode_strength(gamma, [X.shape[1], *hidden, n_out]))
-        s_min = s[s > 1e-12 * s[0]].min()
+        learnable = s[s > 1e-12 * s[0]][: min(hidden, default=s.size)]
         eta = theory.learning_rate_to_eta(lr, P, n_out)
-        t = float(np.max(theory.time_to_learn(LEARNED_FRACTION, s_min, max(a0, 1e-300), eta=eta, depth=depth,
-                                              method="discrete")))
+        t = float(np.max(theory.time_to_learn(LEARNED_FRACTION, learnable.min(), max(a0, 1e-300), eta=eta,
+                                              depth=depth, method="discrete")))
         if not math.isfinite(t) or t > MAX_DEFAULT_EPOCHS:
             raise UsageError(f"the slowest mode of {args.data} would need more than {MAX_DEFAULT_EPOCHS} epochs at "
                              f"γ={gamma:g}, depth {depth}: raise --gamma or set --epochs")
         epochs = max(10, int(math.ceil(t * 1.1)))
-    checked = {"coupled": COUPLED_TOL} if gamma <= COUPLED_CHECK_MAX_GAMMA or depth != 2 else {}
-    return RunSpec(table.name, X, Y, table.item_names, hidden, lr, gamma, epochs, args.seed, checked=checked,
-                   description=f"{args.data}: {P} items × {n_out} features, depth {depth}, lr={lr:.4g}, γ={gamma:g}")
+    return RunSpec(table.name, X, Y, table.item_names, hidden, lr, gamma, epochs, args.seed,
+                   description=f"{args.data}: {P} items × {n_out} features, depth {depth}"
+                               + (f", hidden {hidden[0]}" if hidden else "") + f", lr={lr:.4g}, γ={gamma:g}")
 
 
-def train_run(spec: RunSpec, dtype: torch.dtype, engine: str, quiet: bool):
+def _check_stable(specs: list[RunSpec]) -> None:
+    """Refuse, before anything is trained or written, an lr at which SGD cannot settle: no theory is exact there."""
+    for spec in specs:
+        bound = theory.stable_lr(spec.X, spec.Y, depth=len(spec.hidden) + 1, hidden=spec.hidden or None).learned
+        if spec.lr > bound:
+            raise UsageError(f"--lr {spec.lr:g} is above the stable bound {bound:.4g} of run {spec.name} (depth "
+                             f"{len(spec.hidden) + 1}): SGD cannot settle there and no theory is exact; choose an lr "
+                             f"below it")
+
+
+def train_run(spec: RunSpec, dtype: torch.dtype, engine: str, quiet: bool, label: str = "train"):
     net = saxe.make_net(spec.X.shape[1], spec.hidden, spec.Y.shape[1]).to(dtype)
     gen = torch.Generator().manual_seed(spec.seed)
     if spec.init == "decoupled":
@@ -188,58 +190,18 @@ def train_run(spec: RunSpec, dtype: torch.dtype, engine: str, quiet: bool):
         saxe.initializer_(net, spec.gamma, generator=gen)
     w0 = [w.detach().double().cpu().numpy().copy() for w in saxe.weights(net)]
     i, j = spec.track if spec.track is not None else (0, -1)
-    with epoch_bar(spec.n_epochs + 1, f"train {spec.name}", quiet) as bar:
+    with epoch_bar(spec.n_epochs + 1, f"{label} {spec.name}", quiet) as bar:
         rec = saxe.train(net, spec.X, spec.Y, spec.n_epochs, spec.lr, illusory_i=i, illusory_j=j, engine=engine,
                          progress=bar)
     return rec, w0
 
 
-def predict_run(spec: RunSpec, w0: list[np.ndarray]) -> dict:
-    depth = len(spec.hidden) + 1
-    t = np.arange(spec.n_epochs + 1)
-    a0 = _a_priori_a0(spec)
-    preds = {
-        "continuous": theory.predictor(spec.X, spec.Y, spec.lr, depth=depth, a0=a0, method="continuous"),
-        "discrete": theory.predictor(spec.X, spec.Y, spec.lr, depth=depth, a0=a0, method="discrete"),
-        "coupled": theory.predictor(spec.X, spec.Y, spec.lr, depth=depth, weights=w0, method="discrete",
-                                    coupled=True),
-    }
-    out = {}
-    for name, p in preds.items():
-        d = {"modes": p.modes(t), "loss": p.loss(t), "predictor": p}
-        if depth > 1:
-            d["rsm"] = p.rsm(t)
-        if spec.track is not None:
-            d["illusion"] = np.asarray(p.outputs(t, items=[spec.track[0]], features=[spec.track[1]])).reshape(-1)
-        out[name] = d
-    return out
-
-
-def evaluate(spec: RunSpec, rec, preds: dict, float32: bool) -> tuple[list[dict], dict]:
-    s = preds["coupled"]["predictor"].s
-    depth = len(spec.hidden) + 1
-    rsm_ref = preds["coupled"]["predictor"].rsm(np.array([np.inf]))[0] if depth > 1 else None
-    checks, halves = [], {"measured": M.half_learning_epochs(rec.modes, s)}
-    for th in THEORIES:
-        p = preds[th]
-        values = {"modes": M.modes_error(p["modes"], rec.modes, s), "loss": M.loss_error(p["loss"], rec.losses)}
-        if depth > 1 and rec.rsms is not None:
-            values["rsm"] = M.rsm_error(p["rsm"], rec.rsms, rsm_ref)
-        if spec.track is not None:
-            values["illusion"] = M.illusion_error(p["illusion"], rec.illusions)
-        tol = None if float32 else spec.checked.get(th)
-        for q, v in values.items():
-            passed = None if tol is None else bool(math.isfinite(v) and v <= tol)
-            checks.append({"name": f"{spec.name}.{q}.{th}", "value": v, "tolerance": tol, "passed": passed})
-        halves[th] = M.half_learning_epochs(p["modes"], s)
-    # exact (fractional) continuous-time half-learning epoch per mode, in SVD order (mode 1 = largest s)
-    halves["continuous_exact"] = np.asarray(preds["continuous"]["predictor"].time_to_learn(0.5), dtype=np.float64)
-    return checks, halves
-
-
 def run(args) -> int:
     _check_args(args)
+    if args.depth is not None and not args.data:
+        raise UsageError("--depth applies to --data runs only (the default runs have fixed depths 2 and 3)")
     specs = [data_spec(args)] if args.data else default_specs(args)  # all input validated before any write
+    _check_stable(specs)
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -251,10 +213,16 @@ def run(args) -> int:
     t_start = time.perf_counter()
     for spec in items_bar(specs, "verify", args.quiet):
         rec, w0 = train_run(spec, dtype, engine, args.quiet)
+        twin_engine = C.TWIN[rec.info["engine"]]
+        twin, _ = train_run(spec, dtype, twin_engine, args.quiet, label="twin")
         t0 = time.perf_counter()
-        preds = predict_run(spec, w0)
+        preds = C.predict(spec, w0, _a_priori_a0(spec))
         t_theory = time.perf_counter() - t0
-        checks, halves = evaluate(spec, rec, preds, args.dtype == "float32")
+        p = preds["exact"]["predictor"]
+        depth = len(spec.hidden) + 1
+        ref = C.rsm_scale(spec.X, p.s, p.V, depth) if depth > 1 else None
+        run_floor = C.floor(rec, twin, p.s, ref, spec.track is not None)
+        checks, halves = C.evaluate(spec, rec, preds, run_floor, args.dtype == "float32")
         all_checks += checks
         figures[spec.name] = save_run_figures(out, spec, rec, preds, quick=args.quick)
         runs[spec.name] = {
@@ -266,16 +234,25 @@ def run(args) -> int:
                        "track": spec.track, "track_label": spec.track_label,
                        "eta": theory.learning_rate_to_eta(spec.lr, *spec.Y.shape),
                        "tau": theory.time_constant(spec.lr, *spec.Y.shape),
-                       "tolerances": spec.checked},
+                       "checked": list(spec.checked), "twin_engine": twin_engine},
             "seed": spec.seed,
-            "s": preds["coupled"]["predictor"].s,
+            "s": p.s,
+            "floor": run_floor,
+            "bottleneck": _bottleneck(spec, p),
+            "stable_lr": {"learned": p.bounds.learned, "init": p.bounds.init},
             "half_learning_epochs": halves,
-            "timings": {"train_s": rec.info["seconds"], "theory_s": t_theory},
+            "timings": {"train_s": rec.info["seconds"], "twin_s": twin.info["seconds"], "theory_s": t_theory},
             "final_loss": float(rec.losses[-1]),
             "figures": figures[spec.name],
         }
     failed = [c["name"] for c in all_checks if c["passed"] is False]
     result = {"checks": all_checks, "runs": runs, "passed": not failed, "failed": failed,
+              "tolerance_model": {
+                  "rule": "an exact theory passes on a quantity when its error <= max(safety x floor, absolute)",
+                  "safety": C.FLOOR_SAFETY, "absolute": C.EXACT_ABS_TOL,
+                  "floor": "the same metric between the run's training and a twin training by the other engine",
+                  "modes_normalisation": "|a_pred - a_meas| / s_max (rounding is relative to the largest weights)",
+                  "rsm_reference": "||X V S^(2/L) V^T X^T||_F, the RSM of the balanced learned state"},
               "versions": package_versions(), "total_seconds": time.perf_counter() - t_start,
               "command": {k: v for k, v in vars(args).items() if not k.startswith("_")}}
     write_text(out / "report.md", render_report(result, out))
@@ -283,6 +260,17 @@ def run(args) -> int:
     if not args.quiet:
         _print_summary(result, out)
     return 1 if failed else 0
+
+
+def _bottleneck(spec: RunSpec, p) -> dict | None:
+    """Modes a narrow hidden layer cannot learn, and the least loss these widths allow (None if no bottleneck)."""
+    rank = int(np.sum(p.s > 1e-12 * p.s[0]))
+    width = min(spec.hidden, default=rank)
+    if width >= rank:
+        return None
+    best = p.best_loss()
+    return {"width": width, "rank": rank, "unlearnable_modes": list(range(width + 1, rank + 1)),
+            "unlearnable_s": p.s[width:rank].tolist(), "best_loss": best}
 
 
 def _print_summary(result: dict, out: Path) -> None:

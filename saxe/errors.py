@@ -18,23 +18,29 @@ __all__ = ["DivergenceError", "check_lr", "check_n_epochs", "check_positive_int"
 class DivergenceError(RuntimeError):
     """Training stopped because the loss or the weights stopped being finite or exploded.
 
-    Attributes: ``epoch`` (number of updates done when it was detected), ``lr``, ``loss`` (last loss seen)
-    and ``max_stable_lr`` (the largest lr at which the learned fixed point is stable, or ``None`` where it
-    cannot be computed, e.g. for non-whitened inputs).
+    Attributes: ``epoch`` (number of updates done when it was detected), ``lr``, ``loss`` (last loss seen),
+    ``bounds`` (:class:`theory.StableLR` for this data, depth and initial weights, or ``None`` where it could not be
+    computed) and ``max_stable_lr`` (the bound that applies: the smaller of the learned state's and the initial
+    weights' stable lr; ``None`` with ``bounds``).
     """
 
-    def __init__(self, epoch: int, lr: float, loss: float, max_stable_lr: float | None, reason: str):
+    def __init__(self, epoch: int, lr: float, loss: float, bounds, reason: str):
         self.epoch = epoch
         self.lr = lr
         self.loss = loss
-        self.max_stable_lr = max_stable_lr
+        self.bounds = bounds
+        self.max_stable_lr = None if bounds is None else float(bounds.applies)
         self.reason = reason
-        bound = (f"; the largest stable lr for this data and depth is {max_stable_lr:.4g}"
-                 if max_stable_lr is not None else "")
-        hint = " — lower lr" if max_stable_lr is not None and lr >= max_stable_lr else ""
-        super().__init__(
-            f"training diverged at epoch {epoch} with lr={lr:g}: {reason} (loss={loss:.4g}){bound}{hint}"
-        )
+        text = f"training diverged at epoch {epoch} with lr={lr:g}: {reason} (loss={loss:.4g})"
+        if bounds is not None:
+            text += "; " + bounds.describe()
+            if bounds.init is not None and bounds.init < lr <= bounds.learned:
+                text += (" — this lr is above the initial weights' bound: a large init must shed curvature in its "
+                         "first steps, and here it did not; lower lr or the init scale")
+            elif lr > bounds.learned:
+                text += (" — this lr is above the learned state's bound, where SGD cannot settle; "
+                         "theory.divergence_lr gives the lr from which it diverges")
+        super().__init__(text)
 
 
 def _is_real(value) -> bool:

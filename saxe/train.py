@@ -74,17 +74,14 @@ def _tensor(name: str, value, dtype: torch.dtype, device) -> torch.Tensor:
     return value
 
 
-def _max_stable_lr(x: torch.Tensor, y: torch.Tensor, depth: int, reduction: str) -> float | None:
-    """Theory's largest stable lr for whitened inputs, else ``None`` (then it cannot be computed)."""
+def stable_bounds(x: torch.Tensor, y: torch.Tensor, weights0: list[np.ndarray], reduction: str):
+    """Theory's stable learning rates (:func:`theory.stable_lr`) for this data and these initial weights, or
+    ``None`` where they cannot be computed (theory not importable, or a degenerate problem)."""
     try:
-        from theory import check_whitened, io_svd, max_stable_lr
-        xn, yn = x.double().cpu().numpy(), y.double().cpu().numpy()
-        check_whitened(xn)
-        s_max = float(io_svd(xn, yn)[1][0])
-        if s_max <= 0:
-            return None
-        return float(max_stable_lr(s_max, yn.shape[0], yn.shape[1], depth=depth, reduction=reduction))
-    except (ImportError, ValueError):
+        from theory import stable_lr
+        return stable_lr(x.double().cpu().numpy(), y.double().cpu().numpy(), depth=len(weights0), weights=weights0,
+                         reduction=reduction)
+    except (ImportError, ValueError, np.linalg.LinAlgError):
         return None
 
 
@@ -103,7 +100,11 @@ def train(model: nn.Module, inputs, targets, n_epochs, lr, illusory_i=0, *, illu
         tracks the last feature).
       engine: ``'autograd'`` (torch autograd + ``optim.SGD``, the tutorial's arithmetic), ``'reduced'`` (the
         exact reduced-coordinate engine of :mod:`saxe.engines`: same iterates, ~N_out/(N_in+N_h) fewer FLOPs)
-        or ``'auto'`` (reduced where it saves work, i.e. N_out > N_in + N_{L−1}, else autograd).
+        or ``'auto'``: reduced where it saves work (N_out > N_in + N_{L−1}) and the lr is below the learned
+        state's stable bound (:func:`theory.stable_lr`), else autograd. Above that bound SGD never settles and
+        whether a run diverges is decided by float64 rounding (the dynamics are chaotic there): the reduced
+        engine, whose rounding differs, diverges on the same fraction of seeds but not on the same seeds, so
+        ``auto`` runs the network's own arithmetic, as a plain torch loop does.
       threads: torch threads for the run (restored afterwards). Default 1: these are small matrices, and
         torch with 2 threads stalls badly when another process holds a core. ``None`` leaves torch's setting.
       record_rsm: record the (n+1, P, P) RSMs (skip to save memory on big P).
@@ -111,8 +112,8 @@ def train(model: nn.Module, inputs, targets, n_epochs, lr, illusory_i=0, *, illu
 
     Raises:
       ValueError: bad arguments (named in the message).
-      DivergenceError: the loss became non-finite or exploded; says at which epoch, the lr and the largest
-        stable lr from theory (whitened inputs).
+      DivergenceError: the loss became non-finite or exploded; says at which epoch, the lr and the stable
+        learning rates from theory (at the learned state and at the initial weights).
     """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -144,8 +145,11 @@ def train(model: nn.Module, inputs, targets, n_epochs, lr, illusory_i=0, *, illu
         if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or not -size <= val < size:
             raise ValueError(f"{name} must be an integer index in [-{size}, {size}), got {name}={val!r}")
     track = (int(illusory_i) % P, int(illusory_j) % n_out)
+    weights0 = [p.detach().double().cpu().numpy() for p in params]  # copies (double), for the stable bounds
+    bounds = stable_bounds(x, y, weights0, reduction)
     if engine == "auto":
-        engine = "reduced" if n_out > params[0].shape[1] + params[-1].shape[1] else "autograd"
+        settles = bounds is None or lr <= bounds.learned
+        engine = "reduced" if n_out > params[0].shape[1] + params[-1].shape[1] and settles else "autograd"
 
     t0 = time.perf_counter()
     with torch_threads(threads):
@@ -160,7 +164,7 @@ def train(model: nn.Module, inputs, targets, n_epochs, lr, illusory_i=0, *, illu
             res = autograd_sgd(model, params, x, y, lr, n_epochs, reduction=reduction, track=track,
                                record_rsm=record_rsm, on_epoch=progress)
     seconds = time.perf_counter() - t0
-    _raise_if_diverged(res, x, y, lr, len(params), reduction)
+    _raise_if_diverged(res, lr, bounds)
     rec = TrainRecord(
         losses=res.losses[0].double().cpu().numpy(),
         modes=res.modes[0].double().cpu().numpy(),
@@ -168,14 +172,15 @@ def train(model: nn.Module, inputs, targets, n_epochs, lr, illusory_i=0, *, illu
         illusions=res.illusions[0].double().cpu().numpy(),
     )
     rec.info = {"engine": engine, "dtype": str(dt).replace("torch.", ""), "lr": lr, "reduction": reduction,
-                "n_epochs": n_epochs, "threads": threads, "seconds": seconds, "device": str(dev)}
+                "n_epochs": n_epochs, "threads": threads, "seconds": seconds, "device": str(dev),
+                "stable_lr": None if bounds is None else {"learned": bounds.learned, "init": bounds.init}}
     return rec
 
 
-def _raise_if_diverged(res: EngineResult, x, y, lr: float, depth: int, reduction: str) -> None:
+def _raise_if_diverged(res: EngineResult, lr: float, bounds) -> None:
     epoch = int(res.diverged_at[0])
     if epoch < 0:
         return
     row = res.losses[0]
     loss = float(row[epoch]) if epoch < row.shape[0] else float("nan")
-    raise DivergenceError(epoch, lr, loss, _max_stable_lr(x, y, depth, reduction), res.reason[0])
+    raise DivergenceError(epoch, lr, loss, bounds, res.reason[0])

@@ -5,12 +5,12 @@ import pytest
 from experiments import metrics as M
 
 
-def test_modes_error_normalises_each_mode_by_its_own_s():
+def test_modes_error_normalises_every_mode_by_s_max():
     s = np.array([10.0, 2.0])
     meas = np.array([[0.0, 0.0], [5.0, 1.0], [10.0, 2.0]])
     pred = np.array([[0.0, 0.0], [6.0, 1.5], [10.0, 2.0]])
-    # epoch 1: |6 − 5|/10 = 0.1, |1.5 − 1|/2 = 0.25 → max 0.25
-    assert M.modes_error(pred, meas, s) == pytest.approx(0.25)
+    # epoch 1: |6 − 5|/10 = 0.1, |1.5 − 1|/10 = 0.05 → max 0.1 (the weak mode is not divided by its own s = 2)
+    assert M.modes_error(pred, meas, s) == pytest.approx(0.1)
 
 
 def test_modes_error_zero_singular_value_uses_s_max():

@@ -14,8 +14,6 @@ import saxe
 import theory
 from experiments import cli
 from experiments import sweep as S
-from theory.coupled import coupled_modes_discrete, initial_mode_matrix
-from theory.projected import project_weights, projected_modes_discrete
 
 CPU = torch.device("cpu")
 # Small tutorial-like problem for the CLI tests: 8 items × 200 features; stable lr ≈ 37.5 (depth 2), 9.0 (depth 3).
@@ -125,13 +123,8 @@ def test_batched_theory_equals_theory_functions(problem1000, depth):
     t = np.arange(121)
     for i, run in enumerate(runs):
         w0 = [w.numpy() for w in S.init_weights(p.sizes(run), run.gamma, run.seed)]
-        eta = p.eta(run.lr)
-        if depth == 2:
-            M = coupled_modes_discrete(120, p.s, initial_mode_matrix(w0, p.U, p.V), eta)
-        else:
-            M = projected_modes_discrete(120, p.s, project_weights(w0, p.U, p.V), eta)
-        want = np.linalg.svd(M, compute_uv=False)
-        assert np.max(np.abs(preds["coupled"][i] - want)) <= 1e-12 * p.s[0]
+        want = theory.predictor(p.X, p.Y, run.lr, weights=w0).modes(t)  # the exact theory state
+        assert np.max(np.abs(preds["exact"][i] - want)) <= 1e-12 * p.s[0]
         a0 = p.a0(run)
         for method in ("continuous", "discrete"):
             ref = theory.predictor(p.X, p.Y, run.lr, depth=depth, a0=a0, method=method).modes(t)
@@ -144,9 +137,9 @@ def test_batched_theory_nan_where_theory_diverges(problem1000):
     run = S.Run(0, 2, 12, lr, 1e-3, 0)
     preds = S.theory_batch(p, S.InitCache(p, torch.float64), [run], 100, {})
     w0 = [w.numpy() for w in S.init_weights(p.sizes(run), run.gamma, run.seed)]
-    with pytest.raises(ValueError), np.errstate(over="ignore", invalid="ignore"):
-        coupled_modes_discrete(100, p.s, initial_mode_matrix(w0, p.U, p.V), p.eta(lr))
-    assert np.isnan(preds["coupled"]).all() and np.isnan(preds["discrete"]).all()
+    with pytest.raises(ValueError, match="diverge"), np.errstate(over="ignore", invalid="ignore"):
+        theory.predictor(p.X, p.Y, lr, weights=w0, unstable=True).modes(np.arange(101))
+    assert np.isnan(preds["exact"]).all() and np.isnan(preds["discrete"]).all()
 
 
 # ------------------------------------------------------------------------------------------- grid
@@ -177,9 +170,9 @@ def test_small_sweep_end_to_end(full_sweep):
         if r["diverged"] == "False":
             assert float(r["final_loss"]) >= 0 and all(r[f"err_{th}"] != "" for th in S.THEORIES)
             assert r["half_measured_1"] != ""
-    # the coupled theory is exact to rounding at a small init in the stable regime
+    # the exact theory is exact to rounding at a small init in the stable regime
     small = [r for r in rows if r["gamma"] == "0.0001" and r["depth"] == "2"]
-    assert max(float(r["err_coupled"]) for r in small) < 1e-5
+    assert max(float(r["err_exact"]) for r in small) < 1e-5
 
 
 def test_autograd_engine_sweep_matches(full_sweep, tmp_path):
@@ -277,8 +270,8 @@ def test_diverging_config_in_cli_recorded(tmp_path):
     div = [r for r in rows if r["lr"] == "2000.0"]
     ok = [r for r in rows if r["lr"] == "5.0"]
     assert all(r["diverged"] == "True" and int(r["diverged_epoch"]) > 0 for r in div)
-    assert all(r["final_loss"] == "" and r["err_coupled"] == "" and r["half_measured_1"] == "" for r in div)
-    assert all(r["diverged"] == "False" and r["diverged_epoch"] == "" and r["err_coupled"] for r in ok)
+    assert all(r["final_loss"] == "" and r["err_exact"] == "" and r["half_measured_1"] == "" for r in div)
+    assert all(r["diverged"] == "False" and r["diverged_epoch"] == "" and r["err_exact"] for r in ok)
 
 
 @pytest.mark.parametrize("args", [

@@ -7,7 +7,7 @@ import torch
 from scipy.integrate import solve_ivp
 from torch import nn
 
-from theory import io_svd, max_stable_lr, mode_strength, predictor, time_to_learn
+from theory import THEORIES, io_svd, max_stable_lr, mode_strength, predictor, time_to_learn
 
 # Same arithmetic on the same cached trajectory / closed form: only rounding of reused values differs.
 SAME_RTOL = 1e-12
@@ -35,12 +35,14 @@ def _weights(seed, sizes, scale=1e-3):
 
 
 CASES = [
-    dict(coupled=False, method="discrete"),
-    dict(coupled=False, method="continuous"),
-    dict(coupled=True, method="discrete"),
-    dict(coupled=True, method="continuous"),
-    dict(coupled=True, method="discrete", depth=3),
-    dict(coupled=True, method="continuous", depth=3),
+    dict(theory="scalar", method="discrete"),
+    dict(theory="scalar", method="continuous"),
+    dict(theory="coupled", method="discrete"),
+    dict(theory="coupled", method="continuous"),
+    dict(theory="exact", method="discrete"),
+    dict(theory="exact", method="continuous"),
+    dict(theory="exact", method="discrete", depth=3),
+    dict(theory="exact", method="continuous", depth=3),
 ]
 
 
@@ -51,31 +53,32 @@ def test_vectorised_equals_loop_over_scalar_t(case):
     sizes = [5] + [7] * (depth - 1) + [40]
     s0 = io_svd(X, Y)[1][0]
     pr = predictor(X, Y, 0.3 * max_stable_lr(s0, 5, 40, depth=depth), weights=_weights(1, sizes, 0.05),
-                   coupled=case["coupled"], method=case["method"], depth=depth)
+                   theory=case["theory"], method=case["method"], depth=depth)
     t = np.arange(0, 120, 7) if case["method"] == "discrete" else np.linspace(0, 120, 9)
     vec = pr.modes(t)
     loop = np.array([pr.modes(ti) for ti in t[::-1]])[::-1]  # reversed: the cache must not matter
     assert vec.shape == (t.size, 5)
-    if case["coupled"] and depth == 3 and case["method"] == "continuous":
+    if case["theory"] == "exact" and case["method"] == "continuous":
         assert np.abs(vec - loop).max() <= PROJECTED_ODE_TOL * s0
     else:
         assert np.allclose(vec, loop, rtol=SAME_RTOL, atol=1e-300)
     assert pr.mode_matrix(t).shape == (t.size, 5, 5) and pr.mode_matrix(3).shape == (5, 5)
     assert pr.mode_strengths(t).shape == (t.size, 5)
     assert pr.loss(t).shape == (t.size,) and np.ndim(pr.loss(4)) == 0
-    if not case["coupled"]:  # balanced modes grow monotonically at 0.3·lr_max (a random init need not)
+    if case["theory"] == "scalar":  # balanced modes grow monotonically at 0.3·lr_max (a random init need not)
         assert np.all(np.diff(vec, axis=0) >= 0)
 
 
-@pytest.mark.parametrize("coupled", [False, True])
+@pytest.mark.parametrize("theory", ["scalar", "coupled", "exact"])
 @pytest.mark.parametrize("method", ["discrete", "continuous"])
-def test_fixed_point_gives_s_and_the_unfittable_loss(coupled, method):
+def test_fixed_point_gives_s_and_the_unfittable_loss(theory, method):
     rng = np.random.default_rng(2)
     X = np.linalg.qr(rng.standard_normal((9, 4)))[0]  # whitened, more items than inputs
     Y = rng.standard_normal((9, 6))
     U, s, V = io_svd(X, Y)
-    pr = predictor(X, Y, 0.1, weights=_weights(3, [4, 6, 6]), coupled=coupled, method=method)
-    assert np.allclose(pr.modes(np.inf), s, rtol=1e-14, atol=0)
+    pr = predictor(X, Y, 0.1, weights=_weights(3, [4, 6, 6]), theory=theory, method=method)
+    rtol = ODE_RTOL if (theory, method) == ("exact", "continuous") else 1e-14  # the flow's limit: solve_ivp's accuracy
+    assert np.allclose(pr.modes(np.inf), s, rtol=rtol, atol=0)
     unfittable = np.sum((Y - X @ np.linalg.lstsq(X, Y, rcond=None)[0]) ** 2) / Y.size
     assert pr.loss(np.inf) == pytest.approx(unfittable, rel=1e-10)
     assert pr.loss(0) == pytest.approx(np.mean(Y**2), rel=1e-4)  # tiny init: W_tot ≈ 0
@@ -84,17 +87,17 @@ def test_fixed_point_gives_s_and_the_unfittable_loss(coupled, method):
     assert np.allclose(both[0], s) and both[1].max() < 1e-3
 
 
-@pytest.mark.parametrize("coupled", [False, True])
-def test_discrete_continuous_gap_shrinks_with_lr(coupled):
+@pytest.mark.parametrize("theory", ["scalar", "coupled", "exact"])
+def test_discrete_continuous_gap_shrinks_with_lr(theory):
     X, Y = _problem(4)
     s0 = io_svd(X, Y)[1][0]
     w = _weights(5, [5, 7, 40], 1e-3)
     gaps = []
     for frac in (0.2, 0.1, 0.05):
         lr = frac * max_stable_lr(s0, 5, 40)
-        disc = predictor(X, Y, lr, weights=w, coupled=coupled)
+        disc = predictor(X, Y, lr, weights=w, theory=theory)
         t = np.arange(0, int(4 * disc.tau) + 1, max(1, int(disc.tau / 8)))  # the same physical times t/τ
-        cont = predictor(X, Y, lr, weights=w, coupled=coupled, method="continuous")
+        cont = predictor(X, Y, lr, weights=w, theory=theory, method="continuous")
         gaps.append(np.abs(disc.modes(t) - cont.modes(t)).max() / s0)
     assert gaps[0] > gaps[1] > gaps[2] > 0
     assert gaps[1] / gaps[2] > 1.5  # first order in η
@@ -116,7 +119,7 @@ def test_zero_singular_value_mode_decays_per_its_own_law():
         u = u - disc.eta * u**3
     assert disc.mode_strengths(400)[-1] == pytest.approx(u**2, rel=1e-12)
     assert pr.modes(np.inf)[-1] == 0.0 and np.isinf(pr.time_to_learn()[-1])
-    cp = predictor(X, Y, 5.0, weights=_weights(7, [5, 6, 40]), coupled=True, method="continuous")
+    cp = predictor(X, Y, 5.0, weights=_weights(7, [5, 6, 40]), theory="coupled", method="continuous")
     assert np.isfinite(cp.mode_matrix(t)).all() and cp.modes(np.inf)[-1] == 0.0
 
 
@@ -152,7 +155,7 @@ def test_decoupled_prediction_equals_torch_from_a_decoupled_init(depth):
     lr = 0.3 * max_stable_lr(s[0], 4, 30, depth=depth)
     n = 150 if depth == 2 else 400
     if depth == 2:  # a0 from the weights: initial_mode_strength is exact for a depth-2 decoupled init
-        pr = predictor(X, Y, lr, weights=weights)
+        pr = predictor(X, Y, lr, weights=weights, theory="scalar")
     else:  # ... and only an estimate for deeper nets, so give the true a0
         pr = predictor(X, Y, lr, a0=a0, depth=depth)
     measured = _torch_modes(X, Y, weights, lr, n)
@@ -184,10 +187,14 @@ W_OK = _weights(12, [4, 5, 10])
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(coupled=True), "coupled=True needs the initial weights"),
-    (dict(coupled=True, weights=W_OK, a0=1e-3), "a0 must not be given"),
+    (dict(theory="exact"), "needs the initial weights"),
+    (dict(theory="coupled"), "needs depth 2 and the initial weights"),
+    (dict(theory="coupled", weights=_weights(12, [4, 5, 5, 10])), "needs depth 2"),
+    (dict(theory="coupled", weights=W_OK, a0=1e-3), "a0 must not be given"),
+    (dict(theory="exact", weights=W_OK, X=np.full((4, 4), 0.5)), None),  # any inputs: no error
+    (dict(theory="coupled", weights=W_OK, X=np.full((4, 4), 0.5)), "whitened"),
     (dict(weights=_weights(12, [4, 5, 9])), r"weights\[-1\] must have N_out=10"),
-    (dict(weights=_weights(12, [3, 5, 10])), r"weights\[0\] must have 4 columns"),
+    (dict(weights=_weights(12, [3, 5, 10])), r"weights\[0\] must have N_in=4 columns"),
     (dict(weights=np.ones((10, 4))), "weights must be a non-empty list"),
     (dict(lr=0.0, a0=1e-3), "lr"),
     (dict(lr=-1.0, a0=1e-3), "lr"),
@@ -201,9 +208,14 @@ W_OK = _weights(12, [4, 5, 10])
     (dict(a0=-1e-3), "a0 must be >= 0"),
     (dict(), "initial strength is unknown"),
     (dict(gamma=1e-6), "hidden must give"),
-    (dict(a0=1e-3, coupled="yes"), "coupled must be True or False"),
+    (dict(a0=1e-3, theory="coupled-ish"), "theory must be one of"),
+    (dict(a0=1e-3, unstable="yes"), "unstable must be True or False"),
+    (dict(a0=1e-3, X=np.eye(4)[:3], Y=np.ones((4, 10))), "same number of rows"),
 ])
 def test_predictor_refuses_misuse(kwargs, match):
+    if match is None:
+        predictor(**_good(**kwargs))
+        return
     with pytest.raises(ValueError, match=match):
         predictor(**_good(**kwargs))
 
@@ -217,11 +229,15 @@ def test_prediction_refuses_bad_epochs(t, match):
         pr.modes(t)
 
 
-def test_unstable_learning_rate_is_reported():
+def test_unstable_learning_rate_is_refused_or_reported():
     X, Y = _problem(13)
     s0 = io_svd(X, Y)[1][0]
-    for coupled in (False, True):
-        pr = predictor(X, Y, 3.0 * max_stable_lr(s0, 5, 40), weights=_weights(14, [5, 6, 40]), coupled=coupled)
+    for theory in THEORIES:
+        kw = dict(weights=_weights(14, [5, 6, 40]), theory=theory)
+        with pytest.raises(ValueError, match="above the stable bound"):
+            predictor(X, Y, 3.0 * max_stable_lr(s0, 5, 40), **kw)
+        pr = predictor(X, Y, 3.0 * max_stable_lr(s0, 5, 40), unstable=True, **kw)
+        assert not pr.exact
         with pytest.raises(ValueError, match="eta"):
             pr.modes(np.arange(2000))
 
@@ -230,8 +246,8 @@ def test_torch_parameters_are_accepted_as_weights():
     X, Y = _problem(15)
     w = _weights(16, [5, 6, 40])
     params = [nn.Parameter(torch.tensor(a)) for a in w]  # requires_grad, as model.parameters() yields
-    a = predictor(X, Y, 1.0, weights=params, coupled=True).modes(np.arange(50))
-    assert np.array_equal(a, predictor(X, Y, 1.0, weights=w, coupled=True).modes(np.arange(50)))
+    a = predictor(X, Y, 1.0, weights=params).modes(np.arange(50))
+    assert np.array_equal(a, predictor(X, Y, 1.0, weights=w).modes(np.arange(50)))
 
 
 # The projected (coupled, depth ≠ 2) theory iterates exact SGD in the extended mode basis; float64 rounding
@@ -256,7 +272,8 @@ def test_projected_prediction_equals_torch_sgd_from_a_large_random_init(hidden):
     saxe.initializer_(net, 0.4, generator=torch.Generator().manual_seed(1))
     w0 = [w.detach().numpy().copy() for w in saxe.weights(net)]
     rec = saxe.train(net, X, Y, 300, lr, illusory_i=2, illusory_j=7, engine="autograd")
-    p = predictor(X, Y, lr, weights=w0, coupled=True, method="discrete")
+    p = predictor(X, Y, lr, weights=w0)
+    assert p.theory == "exact" and p.exact
     t = np.arange(301)
     assert rec.modes[-1, 0] > 0.5 * p.s[0], "the test must cover learning, not only the plateau"
     assert np.abs(p.modes(t) - rec.modes).max() / p.s[0] < PROJECTED_EXACT_TOL

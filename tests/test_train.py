@@ -237,9 +237,11 @@ def test_divergence_error_names_epoch_lr_and_the_stable_bound(engine, kind, dept
     assert isinstance(err, RuntimeError)
     assert isinstance(err.epoch, int) and 0 < err.epoch <= 250
     assert err.lr == lr
-    np.testing.assert_allclose(err.max_stable_lr, bound, rtol=1e-9)
+    np.testing.assert_allclose(err.bounds.learned, bound, rtol=1e-9)
+    assert err.max_stable_lr == min(err.bounds.learned, err.bounds.init)  # the bound that applies
     msg = str(err)
-    assert f"epoch {err.epoch}" in msg and f"lr={lr:g}" in msg and f"{bound:.4g}" in msg
+    assert f"epoch {err.epoch}" in msg and f"lr={lr:g}" in msg and f"{bound:.6g}" in msg
+    assert f"{err.bounds.init:.6g}" in msg and "learned state's bound" in msg
 
 
 def test_both_engines_detect_divergence_at_the_same_epoch():
@@ -252,14 +254,14 @@ def test_both_engines_detect_divergence_at_the_same_epoch():
     assert epochs[0] == epochs[1]
 
 
-def test_divergence_with_non_whitened_inputs_has_no_bound():
+def test_divergence_with_non_whitened_inputs_quotes_the_numerical_bound():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((8, 5))
     _, Y = _tree(30)
     with pytest.raises(DivergenceError) as info:
         train(LNNet(5, 6, 30).double(), X, Y, 200, 1e5)
-    assert info.value.max_stable_lr is None
-    assert "largest stable lr" not in str(info.value)
+    err = info.value
+    assert 0 < err.bounds.learned < 1e5 and f"{err.bounds.learned:.6g}" in str(err)
 
 
 @pytest.mark.parametrize("engine", ENGINES)

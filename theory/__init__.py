@@ -1,7 +1,8 @@
 """Exact learning dynamics of deep linear networks (numpy + scipy only, float64).
 
 Conventions (sums over samples, η = 2·lr/(P·N_out) for torch's mean MSE, τ = 1/η in epochs) are stated once in
-:mod:`theory.correlations`.
+:mod:`theory.correlations`. The one exact theory state (any depth, width, init, Σˣˣ) is :mod:`theory.state`;
+:func:`predictor` builds a prediction of every observable from it (or from the named approximations).
 """
 from .correlations import (
     WHITENED_RTOL,
@@ -17,6 +18,13 @@ from .coupled import (
     growing_part,
     initial_mode_matrix,
 )
+from .curvature import StableLR, balanced_best_fit, sharpness, stable_lr
+from .divergence import divergence_fraction, divergence_lr
+from .hierarchy import MAX_DENSE_ITEMS, MAX_ITEMS, HierarchySpectrum, hierarchy_spectrum
+from .init import expected_initial_mode_strength, initial_mode_strength
+from .modes import DIVERGENCE_FACTOR, mode_strength, mode_strength_discrete
+from .observables import loss_from_modes, outputs_from_modes, rsm_from_modes, w_tot_from_modes
+from .predict import THEORIES, Prediction, predictor
 from .projected import (
     extended_basis,
     project_weights,
@@ -25,11 +33,6 @@ from .projected import (
     projected_trajectory_continuous,
     projected_trajectory_discrete,
 )
-from .hierarchy import MAX_DENSE_ITEMS, MAX_ITEMS, HierarchySpectrum, hierarchy_spectrum
-from .init import expected_initial_mode_strength, initial_mode_strength
-from .modes import DIVERGENCE_FACTOR, mode_strength, mode_strength_discrete
-from .observables import loss_from_modes, outputs_from_modes, rsm_from_modes, w_tot_from_modes
-from .predict import Prediction, predictor
 from .stability import (
     DISCRETE_STEP_CAP,
     ESCAPE_ETA_S,
@@ -39,18 +42,25 @@ from .stability import (
     max_stable_lr,
     time_to_learn,
 )
+from .state import ExactState, exact_flow, exact_state, exact_trajectory
 
 __all__ = [
-    "projected_trajectory_continuous",
-    "projected_trajectory_discrete",
-    "extended_basis",
+    # conventions
     "WHITENED_RTOL",
     "check_whitened",
     "io_correlations",
     "io_svd",
     "learning_rate_to_eta",
     "time_constant",
-    # modes, stability, hierarchy, init
+    # the exact state and the predictor
+    "ExactState",
+    "exact_state",
+    "exact_trajectory",
+    "exact_flow",
+    "THEORIES",
+    "Prediction",
+    "predictor",
+    # modes, stability, divergence, hierarchy, init
     "DIVERGENCE_FACTOR",
     "mode_strength",
     "mode_strength_discrete",
@@ -61,24 +71,31 @@ __all__ = [
     "max_stable_eta",
     "max_stable_lr",
     "time_to_learn",
+    "StableLR",
+    "stable_lr",
+    "sharpness",
+    "balanced_best_fit",
+    "divergence_lr",
+    "divergence_fraction",
     "MAX_DENSE_ITEMS",
     "MAX_ITEMS",
     "HierarchySpectrum",
     "hierarchy_spectrum",
     "expected_initial_mode_strength",
     "initial_mode_strength",
-    # coupled, observables, predict
+    # coupled (small-init approximation), projected (whitened exact), observables
     "growing_part",
     "initial_mode_matrix",
     "coupled_modes_discrete",
     "coupled_modes_continuous",
+    "extended_basis",
     "project_weights",
     "projected_modes_discrete",
     "projected_modes_continuous",
+    "projected_trajectory_discrete",
+    "projected_trajectory_continuous",
     "w_tot_from_modes",
     "loss_from_modes",
     "rsm_from_modes",
     "outputs_from_modes",
-    "Prediction",
-    "predictor",
 ]

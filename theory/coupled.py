@@ -28,7 +28,7 @@ Lyapunov equation ``τ dN/dt = 2I − S N − N S``, solved by ``N(t) = E⁻¹ K
   (column-pivoted QR of the row-sorted stack ``[I; C Aᵀ]``): the factor propagates itself, so long times are
   taken in steps with ``s_max Δ/τ ≤`` :data:`MAX_STEP_EXPONENT` (semigroup property), never overflowing.
 
-**Other depths** (and depth 2 from any init size): :mod:`theory.projected`.
+**Exact, any depth and init size:** :mod:`theory.state` (this module is its depth-2 small-init approximation).
 
 Glossary: s (r,) singular values of Σʸˣ; S = diag(s); U (N_out, r), V (N_in, r) from :func:`theory.io_svd`;
 M (r, r) mode matrix; K its initial value; η per-epoch rate; τ = 1/η time constant; t in epochs.
@@ -42,16 +42,15 @@ import numpy as np
 from scipy.linalg import null_space, qr, solve_triangular
 
 from ._validate import as_float_array, integer, positive, times
+from .state import RANK_EPS_FACTOR, chained_weights as _chained
 
 __all__ = ["growing_part", "initial_mode_matrix", "coupled_modes_discrete", "coupled_modes_continuous",
-           "project_weights", "projected_modes_discrete", "projected_modes_continuous", "MAX_STEP_EXPONENT"]
+           "MAX_STEP_EXPONENT"]
 
 # M0 = ZᵀZ is symmetric/PSD up to float64 rounding (~1e-16 relative); 1e-10 only refuses matrices that are not.
 SYMMETRY_RTOL = 1e-10
 # U, V from an SVD have orthonormal columns to ~1e-15; 1e-8 lets slightly perturbed bases through.
 ORTHONORMAL_TOL = 1e-8
-# A singular value of the factor below this multiple of ε·σ_max·size is rounding noise, i.e. rank deficiency.
-RANK_EPS_FACTOR = 10.0
 # Largest s·Δ/τ per step of the rank-deficient propagation: e^{2·300} ≈ 1e260 stays below overflow (1e308).
 MAX_STEP_EXPONENT = 300.0
 # Factor entries below this feed only M entries < 1e-300 (underflow); set to 0, as subnormals are slow.
@@ -77,25 +76,6 @@ def _mode_basis(U, V) -> tuple[np.ndarray, np.ndarray]:
             raise ValueError(f"{name} must have orthonormal columns (from io_svd), "
                              f"got max|{name}ᵀ{name} − I| = {err:.3g}")
     return U, V
-
-
-def _chained(weights, n_in: int, n_out: int) -> list[np.ndarray]:
-    """Weights W_1..W_L in torch layout (out, in) whose shapes chain from n_in to n_out."""
-    if isinstance(weights, np.ndarray) or not hasattr(weights, "__len__") or len(weights) == 0:
-        raise ValueError("weights must be a non-empty list of 2-D arrays W_1..W_L (torch layout), "
-                         f"got {type(weights).__name__}")
-    # duck-typed torch tensors/parameters (no torch import here): detached copies on the CPU
-    ws = [as_float_array(f"weights[{i}]", w.detach().cpu().numpy() if hasattr(w, "detach") else w, ndim=2)
-          for i, w in enumerate(weights)]
-    width = n_in
-    for i, w in enumerate(ws):
-        if w.shape[1] != width:
-            raise ValueError(f"weights[{i}] must have {width} columns (in_features) to chain from N_in={n_in}, "
-                             f"got shape {w.shape}")
-        width = w.shape[0]
-    if width != n_out:
-        raise ValueError(f"weights[-1] must have N_out={n_out} rows (out_features), got shape {ws[-1].shape}")
-    return ws
 
 
 def _mode_matrix_arg(M0, r: int) -> np.ndarray:
@@ -139,26 +119,41 @@ def initial_mode_matrix(weights, U, V) -> np.ndarray:
     if len(ws) == 2:
         Z = growing_part(ws[0], ws[1], U, V)
         return Z.T @ Z
-    return _product(project_weights(ws, U, V))[: U.shape[1], : U.shape[1]]
+    W_tot = ws[0]
+    for w in ws[1:]:
+        W_tot = w @ W_tot
+    return U.T @ W_tot @ V
 
 
-def coupled_modes_discrete(n_steps, s, M0, eta) -> np.ndarray:
+def coupled_modes_discrete(n_steps, s, M0, eta, *, factor=None) -> np.ndarray:
     r"""Exact two-layer SGD in the mode basis: ``M_{k+1} = (I + η(S − M_k)) M_k (I + η(S − M_k))``.
 
     Holds exactly for weights ``W1 = Z Vᵀ``, ``W2 = U Zᵀ`` (``M = ZᵀZ``, derivation in the module docstring) and to
-    O(init²) for a random init through ``M0 = initial_mode_matrix(weights, U, V)``. Returns (n_steps+1, r, r); row
-    k is M after k full-batch updates (epochs). η per epoch (:func:`theory.learning_rate_to_eta`). Raises
-    ``ValueError`` if η makes the map diverge. Reference: Saxe et al., arXiv:1312.6120; PNAS 116:11537 (2019).
+    O(init²) for a random init through ``M0 = initial_mode_matrix(weights, U, V)`` (a small-init approximation;
+    :mod:`theory.state` is exact). With ``factor`` Z (N_h × r, ZᵀZ = M0) the factor is iterated,
+    ``Z ← Z (I + η(S − ZᵀZ))``: then a bottleneck's zero eigenvalues of M stay exactly zero, where iterating M
+    lets rounding turn them to ±1e-41 and grow. Returns (n_steps+1, r, r); row k is M after k full-batch updates
+    (epochs). η per epoch (:func:`theory.learning_rate_to_eta`). Raises ``ValueError`` if η makes the map
+    diverge. Reference: Saxe et al., arXiv:1312.6120; PNAS 116:11537 (2019).
     """
     n_steps, s = integer("n_steps", n_steps), _strengths(s)
     M, eta = _mode_matrix_arg(M0, s.size), positive("eta", eta)
     out = np.empty((n_steps + 1, s.size, s.size))
     out[0] = M
     I, S = np.eye(s.size), np.diag(s)
+    Z = None
+    if factor is not None:
+        Z = as_float_array("factor", factor, ndim=2)
+        if Z.shape[1] != s.size or np.abs(Z.T @ Z - M).max(initial=0.0) > SYMMETRY_RTOL * max(np.abs(M).max(), 1e-300):
+            raise ValueError(f"factor must be (N_h, {s.size}) with factorᵀ factor = M0, got shape {Z.shape}")
     with np.errstate(over="ignore", invalid="ignore"):  # a diverging orbit is reported below, not warned about
         for k in range(n_steps):
             P = I + eta * (S - M)
-            M = P @ M @ P
+            if Z is None:
+                M = P @ M @ P
+            else:
+                Z = Z @ P
+                M = Z.T @ Z
             out[k + 1] = M = 0.5 * (M + M.T)
     if not np.isfinite(out).all():
         raise ValueError(f"eta={eta!r} makes the coupled map diverge (stability needs roughly η·s_max < 1); "

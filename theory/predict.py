@@ -1,25 +1,29 @@
 r"""One-call predictions for a data set and learning rate, in the style of neural-tangents' ``predict``.
 
-``predictor(X, Y, lr, …)`` does the SVD of Σʸˣ and every static quantity once and returns a :class:`Prediction`
-whose methods map an array of epochs t to predicted observables::
+``predictor(X, Y, lr, weights=w0)`` does the SVD of Σʸˣ and every static quantity once and returns a
+:class:`Prediction` whose methods map an array of epochs t to predicted observables. Three theories, each a
+trajectory ``(M̄(t), G(t))`` in fixed bases (Ū, V̄) (:mod:`theory.trajectories`), from which every observable is
+computed once, the same way::
 
-    decoupled (balanced):  M(t) = diag(a(t)),  a from theory.modes (continuous or exact discrete map)
-    coupled, depth 2:      M(t) from theory.coupled (Z-map / closed form from the actual init)
-    coupled, depth ≠ 2:    M(t) = B_L⋯B_1 of the projected weights (theory.projected.project_weights)
+    W_tot = Ū M̄ V̄ᵀ          modes = singular values of M̄          RSM = (X V̄) G (X V̄)ᵀ
+    outputs = (X V̄) M̄ᵀ Ūᵀ   loss = (‖Y − X W*ᵀ‖² + tr(D Σ̄ˣˣ Dᵀ)) / (P·N_out),  D = M̄* − M̄
 
-and then ``W_tot = U M Vᵀ``, the loss, the RSM and the outputs via :mod:`theory.observables`.
+* ``theory='exact'`` (the default when ``weights`` are given): the exact reduced state of :mod:`theory.state`.
+  SGD of the real network to the float64 floor for every depth, width (bottlenecks included), init scale, Σˣˣ
+  and every lr below the stable bound.
+* ``theory='coupled'``: the depth-2 small-init Z-map from the weights (a named approximation, error O(init²);
+  whitened inputs).
+* ``theory='scalar'`` (the default without weights): balanced decoupled modes from ``a0`` (or the weights' or
+  γ's a priori strength); closed form (``method='continuous'``, Saxe's solution) or the exact scalar SGD map
+  (``'discrete'``); whitened inputs.
 
-Modes with s = 0 (rank-deficient Σʸˣ; rounding-level singular values are set to 0, see ``ZERO_S_FACTOR``) are
-not learned; their balanced dynamics ``τ du/dt = −u^{2L−1}`` (a = u^L)
-decays algebraically for L ≥ 2::
+An lr above the stable bound (:func:`theory.stable_lr`: the learned modes', and the initial weights' curvature)
+is refused unless ``unstable=True``: SGD then oscillates or diverges and the orbit depends on float64 rounding,
+so no trajectory is exact (:func:`theory.divergence_lr`).
 
-    a(t) = a₀ (1 + (2L−2) a₀^{(2L−2)/L} t/τ)^{−L/(2L−2)}        (L = 2: a₀/(1 + 2a₀t/τ))
-
-and exponentially for L = 1 (a = a₀ e^{−t/τ}); the discrete map is ``u ← u − η u^{2L−1}``.
-
-Glossary: X (P, N_in) whitened inputs (XᵀX = I), Y (P, N_out) targets; U, s, V the SVD of Σʸˣ (modes in SVD
-order); η per-epoch rate, τ = 1/η epochs (:mod:`theory.correlations`); L = ``depth``; a₀ initial strengths;
-t epochs (integers for ``method='discrete'``; ``np.inf`` = the fixed point).
+Glossary: X (P, N_in), Y (P, N_out); U, s, V the SVD of Σʸˣ (modes in SVD order); η per-epoch rate, τ = 1/η epochs
+(:mod:`theory.correlations`); L = ``depth``; a₀ initial strengths; t epochs (integers for ``method='discrete'``;
+``np.inf`` = the fixed point).
 
 References: Saxe, McClelland & Ganguli, arXiv:1312.6120; PNAS 116:11537 (2019); Novak et al., "Neural Tangents",
 ICLR 2020 (the ``predict`` factory style).
@@ -32,23 +36,23 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import coupled as _coupled
-from . import projected as _projected
 from ._validate import as_float_array, choice, integer
-from .correlations import check_whitened, io_svd, learning_rate_to_eta
+from .correlations import io_svd, learning_rate_to_eta
+from .curvature import stable_lr
 from .init import expected_initial_mode_strength, initial_mode_strength
-from .modes import mode_strength, mode_strength_discrete
-from .observables import _select, loss_from_modes, outputs_from_modes, rsm_from_modes, w_tot_from_modes
+from .observables import _select
+from .stability import DISCRETE_STEP_CAP
 from .stability import time_to_learn as _time_to_learn
+from .state import chained_weights, exact_state, is_whitened
+from .trajectories import Coupled, Exact, Scalar
 
-__all__ = ["Prediction", "predictor", "ZERO_S_FACTOR"]
+__all__ = ["Prediction", "predictor", "ZERO_S_FACTOR", "THEORIES"]
+
+THEORIES = ("exact", "coupled", "scalar")
 
 # A singular value of Σʸˣ below ZERO_S_FACTOR·ε·max(P, N_in, N_out)·s_max is rounding noise of a rank-deficient
 # Σʸˣ (duplicate items give ~1e-16·s_max) and is set to exactly 0, so that the mode is treated as unlearnable.
 ZERO_S_FACTOR = 10.0
-
-
-def _rows(traj) -> int:
-    return (traj[0] if isinstance(traj, tuple) else traj).shape[0]
 
 
 def _readonly(a):
@@ -61,34 +65,42 @@ def _readonly(a):
 class Prediction:
     r"""Predicted learning trajectory of one network on one data set (build it with :func:`predictor`).
 
-    Attributes: ``U`` (N_out, r), ``s`` (r,), ``V`` (N_in, r) the SVD of Σʸˣ; ``eta`` per epoch and ``tau`` = 1/η
-    epochs; ``depth`` L; ``method`` 'discrete' (exact SGD map, integer epochs) or 'continuous' (gradient flow);
-    ``coupled``; ``a0`` (r,) initial strength per mode (for coupled predictions the diagonal of M₀). Every method
+    Attributes: ``theory`` ('exact', 'coupled' or 'scalar') and ``method`` ('discrete': the SGD map, integer
+    epochs; 'continuous': gradient flow); ``U`` (N_out, r), ``s`` (r,), ``V`` (N_in, r) the SVD of Σʸˣ; ``eta`` per
+    epoch and ``tau`` = 1/η epochs; ``depth`` L; ``widths`` the hidden widths; ``a0`` (r,) the initial strength per
+    mode (the diagonal of ``mode_matrix(0)``); ``applicable`` maps each theory to '' where it applies to this
+    data and init, else why not; ``bounds`` the stable learning rates (:func:`theory.stable_lr`). Every method
     takes epochs t (scalar → no leading axis; 1-d array → leading axis len(t); ``np.inf`` → the fixed point).
     Reference: Saxe, McClelland & Ganguli, arXiv:1312.6120; PNAS 116:11537 (2019).
     """
 
+    theory: str
+    method: str
     U: np.ndarray
     s: np.ndarray
     V: np.ndarray
     eta: float
     tau: float
     depth: int
-    method: str
-    coupled: bool
+    widths: tuple
     a0: np.ndarray
+    applicable: dict = field(repr=False)
+    bounds: object = field(repr=False)
     X: np.ndarray = field(repr=False)
-    y_sq_norm: float = field(repr=False)
     reduction: str = field(repr=False)
-    M0: np.ndarray | None = field(default=None, repr=False)
-    factor: np.ndarray | None = field(default=None, repr=False)
-    projected: tuple | None = field(default=None, repr=False)
-    Ubar: np.ndarray | None = field(default=None, repr=False)  # extended bases of the projected theory
-    Vbar: np.ndarray | None = field(default=None, repr=False)
-    widths: tuple = field(default=(), repr=False)
+    fitted: np.ndarray = field(repr=False)  # singular values of Ŷ = X W*ᵀ, the least-squares outputs
+    _traj: object = field(repr=False)
+    _lstsq: np.ndarray = field(repr=False)  # M̄* in the trajectory's bases
+    _unfittable: float = field(repr=False)
+    _sxx: np.ndarray | None = field(repr=False)
     _cache: dict = field(default_factory=dict, repr=False)
 
-    # ------------------------------------------------------------------------------ epochs and caching
+    @property
+    def exact(self) -> bool:
+        """True for the exact theory below the stable bound: SGD of the real network to the float64 floor."""
+        return self.theory == "exact" and not self.bounds.exceeded
+
+    # ------------------------------------------------------------------------------ epochs and the state
     def _epochs(self, t) -> tuple[np.ndarray, bool]:
         tt = as_float_array("t", t, allow_inf=True)
         if tt.ndim > 1:
@@ -102,220 +114,157 @@ class Prediction:
                                  f"{fin[fin != np.round(fin)][0]!r}; use method='continuous' for real-valued t")
         return tt.reshape(-1), tt.ndim == 0
 
-    def _discrete(self, n_max: int) -> np.ndarray:
-        """Iterated trajectory with at least n_max+1 rows: a (n+1, r) decoupled, M (n+1, r, r) coupled."""
-        have = self._cache.get("traj")
-        if have is not None and _rows(have) > n_max:
-            return have
-        n_have = -1 if have is None else _rows(have) - 1
-        try:  # grow geometrically so that a loop over scalar t stays linear in total cost
-            traj = self._iterate(max(n_max, 2 * n_have))
-        except ValueError:
-            traj = self._iterate(n_max)  # diverges beyond what was asked: only compute (and raise) for n_max
-        self._cache["traj"] = tuple(map(_readonly, traj)) if isinstance(traj, tuple) else _readonly(traj)
-        return self._cache["traj"]
-
-    def _iterate(self, n: int) -> np.ndarray:
-        if not self.coupled:
-            return _strengths_discrete(n, self.s, self.a0, self.eta, self.depth)
-        if self.depth == 2:
-            return _coupled.coupled_modes_discrete(n, self.s, self.M0, self.eta)
-        return _projected.projected_trajectory_discrete(n, self.s, list(self.projected), self.eta)
-
-    def _fixed_point(self) -> np.ndarray:
-        r = self.s.size
-        if not self.coupled:
-            return np.diag(np.where((self.a0 != 0) | (self.depth == 1), self.s, 0.0))
-        if self.depth == 2:
-            return _coupled.coupled_modes_continuous(np.inf, self.s, self.M0, self.tau, factor=self.factor)
-        keep = np.arange(r) < (min(self.widths) if self.widths else r)  # generic init: best rank-w_min map
-        return np.diag(np.where(keep, self.s, 0.0))
-
-    # ------------------------------------------------------------------------------------- trajectories
-    def mode_matrix(self, t) -> np.ndarray:
-        r"""Mode matrix ``M(t) = Uᵀ W_tot(t) V`` (len(t), r, r) in SVD order; diag(a(t)) when decoupled."""
+    def _state(self, t):
+        """(M̄ (n, R, C), G (n, C, C), scalar) at epochs t, the fixed point at t = inf."""
         tt, scalar = self._epochs(t)
-        r = self.s.size
-        if not self.coupled:
-            a = self._strengths(tt)
-            out = np.zeros((tt.size, r, r))
-            out[:, np.arange(r), np.arange(r)] = a
-        else:
-            out = np.empty((tt.size, r, r))
-            inf = np.isinf(tt)
-            out[inf] = self._fixed_point()
-            fin = tt[~inf]
-            if fin.size and self.projected is not None:
-                r = self.s.size
-                out[~inf] = self._full(fin)[0][:, :r, :r]
-            elif fin.size and self.method == "discrete":
-                out[~inf] = self._discrete(int(fin.max()))[fin.astype(np.intp)]
-            elif fin.size and self.depth == 2:
-                out[~inf] = _coupled.coupled_modes_continuous(fin, self.s, self.M0, self.tau, factor=self.factor)
-        return out[0] if scalar else out
-
-    def _full(self, fin: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Projected theory at finite epochs: (M̄ (n, R, C), first-layer Gram G (n, C, C)), W_tot = Ū M̄ V̄ᵀ."""
-        if self.method == "discrete":
-            prods, grams = self._discrete(int(fin.max()))
-            idx = fin.astype(np.intp)
-            return prods[idx], grams[idx]
-        return _projected.projected_trajectory_continuous(fin, self.s, list(self.projected), self.tau)
-
-    def _extended(self, t):
-        """For the projected theory: (M̄, G, scalar) with the fixed point at t = inf; else None."""
-        if self.projected is None:
-            return None
-        tt, scalar = self._epochs(t)
-        R, C = self.Ubar.shape[1], self.Vbar.shape[1]
-        Mb, G = np.zeros((tt.size, R, C)), np.zeros((tt.size, C, C))
         inf = np.isinf(tt)
-        if inf.any():  # generic init: the best rank-w_min map; G from the balanced fixed point (V S^{2/L} Vᵀ)
-            r = self.s.size
-            Mb[inf, :r, :r] = self._fixed_point()
-            Mr = self._fixed_point()
-            G[inf, :r, :r] = rsm_from_modes(Mr, np.eye(r), None, self.depth)
+        M0, G0 = self._traj.at(np.zeros(1))
+        M = np.empty((tt.size,) + M0.shape[1:])
+        G = np.empty((tt.size,) + G0.shape[1:])
+        if inf.any():
+            if "limit" not in self._cache:
+                self._cache["limit"] = self._traj.limit(self._best_loss_sum(), float(np.sum(self.fitted**2)),
+                                                        self._loss_sum)
+            M[inf], G[inf] = self._cache["limit"]
         if (~inf).any():
-            Mb[~inf], G[~inf] = self._full(tt[~inf])
-        return Mb, G, scalar
+            M[~inf], G[~inf] = self._traj.at(tt[~inf])
+        return M, G, scalar
 
-    def _strengths(self, tt: np.ndarray) -> np.ndarray:
-        out = np.empty((tt.size, self.s.size))
-        inf = np.isinf(tt)
-        out[inf] = np.diag(self._fixed_point())
-        fin = tt[~inf]
-        if fin.size and self.method == "discrete":
-            out[~inf] = self._discrete(int(fin.max()))[fin.astype(np.intp)]
-        elif fin.size:
-            out[~inf] = _strengths_continuous(fin, self.s, self.a0, self.tau, self.depth)
-        return out
+    def _loss_sum(self, M):
+        D = self._lstsq - M
+        fit = np.sum(D * D, axis=(-2, -1)) if self._sxx is None else np.sum((D @ self._sxx) * D, axis=(-2, -1))
+        return self._unfittable + fit
+
+    def _best_loss_sum(self) -> float:
+        w = min(self.widths, default=self.fitted.size)
+        return self._unfittable + float(np.sum(self.fitted[w:] ** 2))
+
+    def best_loss(self) -> float:
+        r"""The least loss (as :meth:`loss` reports it) a network whose narrowest layer has w units can reach:
+        ``(‖Y − Ŷ‖² + Σ_{i > w} σ_i(Ŷ)²)/(P·N_out)``, Ŷ = X W*ᵀ the least-squares outputs (Eckart–Young)."""
+        P, n_out = self.X.shape[0], self.U.shape[0]
+        return self._best_loss_sum() / (P * n_out if self.reduction == "mean" else 1.0)
+
+    # ------------------------------------------------------------------------------------- observables
+    def mode_matrix(self, t) -> np.ndarray:
+        r"""Mode matrix ``M(t) = Uᵀ W_tot(t) V`` (len(t), r, r) in SVD order; diag(a(t)) for the scalar theory."""
+        M, _, scalar = self._state(t)
+        r = self.s.size
+        out = M[:, :r, :r]
+        return out[0] if scalar else out
 
     def mode_strengths(self, t) -> np.ndarray:
         r"""Diagonal of M(t), (len(t), r) in SVD order: the strengths a_α(t) of the data's modes."""
-        tt, scalar = self._epochs(t)
-        out = self._strengths(tt) if not self.coupled else np.diagonal(self.mode_matrix(tt), axis1=-2, axis2=-1)
-        return out[0] if scalar else out
+        out = np.diagonal(self.mode_matrix(t), axis1=-2, axis2=-1)
+        return out.copy()
 
     def modes(self, t) -> np.ndarray:
         r"""Predicted singular values of W_tot(t), sorted descending (what ``net_svd`` measures), (len(t), r)."""
-        ext = self._extended(t)
-        if ext is not None:  # exact: singular values of Ū M̄ V̄ᵀ are those of M̄
-            out = np.linalg.svd(ext[0], compute_uv=False)[..., : self.s.size]
-            return out[0] if ext[2] else out
-        tt, scalar = self._epochs(t)
-        if self.coupled:
-            out = np.linalg.svd(self.mode_matrix(tt), compute_uv=False)
-        else:
-            out = -np.sort(-np.abs(self._strengths(tt)), axis=-1)
+        M, _, scalar = self._state(t)
+        out = np.linalg.svd(M, compute_uv=False)[..., : self.s.size]
+        if out.shape[-1] < self.s.size:  # a representation narrower than r (never for the bases used here)
+            out = np.pad(out, [(0, 0), (0, self.s.size - out.shape[-1])])
         return out[0] if scalar else out
 
     def w_tot(self, t) -> np.ndarray:
-        r"""Predicted ``W_tot(t) = U M(t) Vᵀ`` (projected theory: ``Ū M̄(t) V̄ᵀ``), (len(t), N_out, N_in)."""
-        ext = self._extended(t)
-        if ext is not None:
-            out = np.einsum("or,trc,ic->toi", self.Ubar, ext[0], self.Vbar)
-            return out[0] if ext[2] else out
-        return w_tot_from_modes(self.mode_matrix(t), self.U, self.V)
+        r"""Predicted ``W_tot(t) = Ū M̄(t) V̄ᵀ``, (len(t), N_out, N_in)."""
+        M, _, scalar = self._state(t)
+        out = self._traj.Ubar @ M @ self._traj.Vbar.T
+        return out[0] if scalar else out
 
     def loss(self, t) -> np.ndarray:
-        r"""Loss torch reports: ``(‖S − M(t)‖²_F + ‖Y‖² − Σs²)/(P·N_out)`` ('mean') or without the division ('sum')."""
+        r"""Loss torch reports: ``(‖Y − X W*ᵀ‖² + tr(D Σ̄ˣˣ Dᵀ))/(P·N_out)`` ('mean'; 'sum' without the division).
+
+        W* is the least-squares map and D = M̄* − M̄ its reduced difference to the network: the first term is the
+        part of Y no linear map of X fits, computed directly from the data (no cancellation of large sums).
+        """
+        M, _, scalar = self._state(t)
         P, n_out = self.X.shape[0], self.U.shape[0]
-        ext = self._extended(t)
-        if ext is not None:  # ‖Y − X W_totᵀ‖² = ‖Y‖² − Σs² + ‖S̄ − M̄‖² (Ū, V̄ orthonormal, XᵀX = I)
-            Mb = ext[0]
-            S = np.zeros(Mb.shape[1:])
-            S[np.arange(self.s.size), np.arange(self.s.size)] = self.s
-            out = (self.y_sq_norm - np.sum(self.s**2) + np.sum((S - Mb) ** 2, axis=(-2, -1))) / (
-                P * n_out if self.reduction == "mean" else 1.0)
-            out = np.maximum(out, 0.0)
-            return out[0] if ext[2] else out
-        return loss_from_modes(self.mode_matrix(t), self.s, self.y_sq_norm, P, n_out, self.reduction)
+        out = self._loss_sum(M) / (P * n_out if self.reduction == "mean" else 1.0)
+        return out[0] if scalar else out
 
     def rsm(self, t) -> np.ndarray:
-        r"""First hidden layer's RSM ``X V (MᵀM)^{1/L} Vᵀ Xᵀ`` (balanced weights), (len(t), P, P).
+        r"""First hidden layer's RSM ``h hᵀ = X V̄ G V̄ᵀ Xᵀ``, (len(t), P, P).
 
-        Projected (coupled, depth ≠ 2) theory: exactly ``X V̄ B_1ᵀB_1 V̄ᵀ Xᵀ`` from the tracked first layer.
+        Exact theory: G = B_1ᵀB_1 of the tracked first layer. Coupled: G = M (W1 = Z Vᵀ). Scalar: the balanced
+        G = diag(|a|^{2/L}).
         """
-        ext = self._extended(t)
-        if ext is not None:
-            if self.depth < 2:
-                raise ValueError("rsm needs a hidden layer: depth must be >= 2, got depth=1")
-            xv = self.X @ self.Vbar
-            out = np.einsum("pc,tcd,qd->tpq", xv, ext[1], xv)
-            return out[0] if ext[2] else out
-        return rsm_from_modes(self.mode_matrix(t), self.V, self.X, self.depth)
+        if self.depth < 2:
+            raise ValueError("rsm needs a hidden layer: depth must be >= 2, got depth=1")
+        _, G, scalar = self._state(t)
+        xv = self.X @ self._traj.Vbar
+        out = xv @ G @ xv.T
+        out = 0.5 * (out + np.swapaxes(out, -1, -2))
+        return out[0] if scalar else out
 
     def outputs(self, t, items=None, features=None) -> np.ndarray:
-        r"""Predicted outputs ``X W_totᵀ`` at the chosen item rows / feature columns, (len(t), n_items, n_features)."""
-        ext = self._extended(t)
-        if ext is not None:  # X W_totᵀ = (X V̄) M̄ᵀ Ūᵀ, evaluated on the chosen rows/columns only
-            left = self.X[_select("items", items, self.X.shape[0])] @ self.Vbar
-            right = self.Ubar[_select("features", features, self.U.shape[0])]
-            out = np.atleast_2d(left) @ np.swapaxes(ext[0], -1, -2) @ np.atleast_2d(right).T
-            out = out[..., 0, :] if left.ndim == 1 else out
-            out = out[..., 0] if right.ndim == 1 else out
-            return out[0] if ext[2] else out
-        return outputs_from_modes(self.mode_matrix(t), self.U, self.V, self.X, items, features)
+        r"""Predicted outputs ``X W_totᵀ = (X V̄) M̄ᵀ Ūᵀ`` at the chosen item rows / feature columns.
+
+        ``items``/``features``: None (all), an int (that axis is dropped) or an index array. Shape
+        (len(t), n_items, n_features); only the chosen rows and columns are computed.
+        """
+        M, _, scalar = self._state(t)
+        left = self.X[_select("items", items, self.X.shape[0])] @ self._traj.Vbar
+        right = self._traj.Ubar[_select("features", features, self.U.shape[0])]
+        out = np.atleast_2d(left) @ np.swapaxes(M, -1, -2) @ np.atleast_2d(right).T
+        out = out[..., 0, :] if left.ndim == 1 else out
+        out = out[..., 0] if right.ndim == 1 else out
+        return out[0] if scalar else out
 
     def time_to_learn(self, fraction=0.5) -> np.ndarray:
-        r"""Epochs until each mode (SVD order) first reaches ``fraction``·s (:func:`theory.stability.time_to_learn`).
+        r"""Epochs at which the prediction's own ``modes(t)`` first reach ``fraction``·s (per mode, SVD order).
 
-        Decoupled theory with ``a0`` (for coupled predictions the diagonal of M₀, i.e. ignoring mode mixing);
-        ``method`` as the prediction's. Modes with s = 0 are never learned (``np.inf``).
+        Scalar theory: the exact inverse of its curve (:func:`theory.stability.time_to_learn`). Exact and coupled
+        theories: the first crossing of ``modes(t)[α] ≥ fraction·s_α`` (the α-th largest singular value against the
+        α-th largest s), searched over epochs doubling up to ``DISCRETE_STEP_CAP``; 'discrete' gives an integer
+        epoch, 'continuous' the crossing refined by bisection to 1e-9 of an epoch. ``np.inf`` for modes never
+        learned (s = 0, beyond a bottleneck, or not within the cap).
         """
+        if not 0.0 < float(fraction) < 1.0:
+            raise ValueError(f"fraction must be strictly between 0 and 1, got {fraction=}")
+        if self.theory == "scalar":
+            return self._scalar_time(float(fraction))
+        return self._crossing(float(fraction))
+
+    def _scalar_time(self, f: float) -> np.ndarray:
         out = np.full(self.s.size, np.inf)
         ok = (self.s > 0) & (self.a0 >= 0)
         rate = {"tau": self.tau} if self.method == "continuous" else {"eta": self.eta}
-        out[ok] = _time_to_learn(fraction, self.s[ok], self.a0[ok], depth=self.depth, method=self.method, **rate)
+        out[ok] = _time_to_learn(f, self.s[ok], self.a0[ok], depth=self.depth, method=self.method, **rate)
         neg = (self.s > 0) & (self.a0 < 0)  # depth 1 only: a = s + (a0 − s)(decay); same first crossing formula
         if neg.any():
-            need = (1.0 - fraction) * self.s[neg] / (self.s[neg] - self.a0[neg])  # decay factor to reach f·s
+            need = (1.0 - f) * self.s[neg] / (self.s[neg] - self.a0[neg])  # decay factor to reach f·s
             if self.method == "continuous":
                 out[neg] = -self.tau * np.log(need)
             else:
                 out[neg] = np.ceil(np.log(need) / np.log1p(-self.eta)) if self.eta < 1 else 1.0
         return out
 
+    def _crossing(self, f: float) -> np.ndarray:
+        target = f * self.s
+        out = np.full(self.s.size, np.inf)
+        todo = self.s > 0
+        start, end = 0, 256
+        while todo.any() and start <= DISCRETE_STEP_CAP:
+            t = np.arange(start, min(end, DISCRETE_STEP_CAP) + 1, dtype=np.float64)
+            if self.method == "continuous":  # a coarse grid first; the crossing is refined below
+                t = np.linspace(start, end, 257)
+            sv = self.modes(t)
+            reached = (sv >= target) & todo
+            hit = reached.any(axis=0)
+            first = reached.argmax(axis=0)
+            for a in np.flatnonzero(hit):
+                k = first[a]
+                out[a] = t[k] if self.method == "discrete" or k == 0 else self._refine(a, t[k - 1], t[k], target[a])
+            todo &= ~hit
+            start, end = end + (self.method == "discrete"), 4 * end
+        return out
 
-# --------------------------------------------------------------------------------- decoupled strengths
-def _zero_mode_continuous(t: np.ndarray, a0: np.ndarray, tau: float, depth: int) -> np.ndarray:
-    """a(t) of a mode with s = 0: a₀ e^{−t/τ} (L = 1), a₀(1 + (2L−2)a₀^{(2L−2)/L} t/τ)^{−L/(2L−2)} (L ≥ 2)."""
-    if depth == 1:
-        return a0 * np.exp(-t / tau)
-    p = 2.0 * depth - 2.0
-    return a0 * (1.0 + p * a0 ** (p / depth) * t / tau) ** (-depth / p)
-
-
-def _strengths_continuous(t, s, a0, tau, depth) -> np.ndarray:
-    t = t[:, None]
-    out = np.empty((t.shape[0], s.size))
-    ok = (s > 0) & (a0 >= 0)
-    if ok.any():
-        out[:, ok] = mode_strength(t, s[ok], a0[ok], tau, depth)
-    zero = s == 0
-    out[:, zero] = _zero_mode_continuous(t, a0[zero], tau, depth)
-    neg = (s > 0) & (a0 < 0)  # depth 1 only (validated): a = s + (a0 − s) e^{−t/τ}
-    out[:, neg] = s[neg] + (a0[neg] - s[neg]) * np.exp(-t / tau)
-    return out
-
-
-def _strengths_discrete(n: int, s, a0, eta, depth) -> np.ndarray:
-    out = np.empty((n + 1, s.size))
-    ok = (s > 0) & (a0 >= 0)
-    if ok.any():
-        out[:, ok] = mode_strength_discrete(n, s[ok], a0[ok], eta, depth)
-    rest = ~ok
-    if depth == 1:  # a_k = s + (a0 − s)(1 − η)^k, exact for the linear map
-        out[:, rest] = s[rest] + (a0[rest] - s[rest]) * (1.0 - eta) ** np.arange(n + 1)[:, None]
-    elif rest.any():  # s = 0, depth ≥ 2: u ← u − η u^{2L−1}
-        u = a0[rest] ** (1.0 / depth)
-        out[0, rest] = a0[rest]
-        for k in range(1, n + 1):
-            u = u - eta * u ** (2 * depth - 1)
-            out[k, rest] = u**depth
-    if not np.isfinite(out).all():
-        raise ValueError(f"eta={eta!r} makes the discrete map diverge; lower the learning rate")
-    return out
+    def _refine(self, a: int, lo: float, hi: float, value: float) -> float:
+        while hi - lo > 1e-9 * max(hi, 1.0):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (lo, mid) if self.modes(mid)[a] >= value else (mid, hi)
+        return hi
 
 
 # ------------------------------------------------------------------------------------------- factory
@@ -358,60 +307,91 @@ def _initial_strengths(a0, r: int, depth: int) -> np.ndarray:
     return np.broadcast_to(a0, (r,)).copy()
 
 
-def predictor(X, Y, lr, *, depth=None, reduction="mean", a0=None, weights=None, gamma=None, hidden=None,
-              method="discrete", coupled=False) -> Prediction:
+def _applicable(whitened: bool, depth: int, has_weights: bool) -> dict:
+    why_white = "" if whitened else "needs whitened inputs (XᵀX = I); these are not"
+    return {
+        "exact": "" if has_weights else "needs the initial weights (weights=[W_1, …, W_L])",
+        "coupled": why_white or ("" if depth == 2 and has_weights else
+                                 "needs depth 2 and the initial weights (small-init approximation, error O(init²))"),
+        "scalar": why_white,
+    }
+
+
+def predictor(X, Y, lr, *, theory=None, method="discrete", depth=None, reduction="mean", a0=None, weights=None,
+              gamma=None, hidden=None, unstable=False) -> Prediction:
     r"""Build a :class:`Prediction` for SGD with learning rate ``lr`` on ``nn.MSELoss(reduction)`` of (X, Y).
 
     Computes ``Σʸˣ = YᵀX = U S Vᵀ`` (:func:`theory.io_svd`), ``η = 2·lr/(P·N_out)`` ('mean') or ``2·lr`` ('sum'),
-    ``τ = 1/η`` epochs, and the initial state:
+    ``τ = 1/η`` epochs, and the initial state of the chosen ``theory`` (module docstring):
 
-    * ``coupled=True``: needs ``weights`` [W_1 … W_L] (numpy, torch layout): depth 2 → ``M₀ = ZᵀZ`` with
-      ``Z = (W1 V + W2ᵀ U)/2``; other depths → the projected weights (:mod:`theory.coupled`).
-    * ``coupled=False``: ``a0`` (scalar or per mode) if given, else ``initial_mode_strength(weights, U, V)``, else
-      ``expected_initial_mode_strength(gamma, [N_in, *hidden, N_out])``.
+    * ``'exact'`` (default when ``weights`` are given): the exact reduced state from ``weights`` [W_1 … W_L]
+      (numpy or torch, torch layout); any X (whitened or not).
+    * ``'coupled'``: depth 2 only, from ``weights``: ``Z = (W1 V + W2ᵀ U)/2`` (approximation, O(init²)).
+    * ``'scalar'`` (default otherwise): ``a0`` (scalar or per mode) if given, else ``initial_mode_strength(weights,
+      U, V)``, else ``expected_initial_mode_strength(gamma, [N_in, *hidden, N_out])``.
 
-    ``depth`` L (number of weight matrices) defaults to len(weights), len(hidden) + 1 or 2; all given must agree.
-    ``hidden``: an int (every hidden layer) or a list of widths. ``method``: 'discrete' (exact SGD map, integer
-    epochs) or 'continuous' (gradient flow). X must be whitened (XᵀX = I, e.g. one-hot items). Every misuse raises
-    ``ValueError``. Reference: Saxe, McClelland & Ganguli, arXiv:1312.6120; PNAS 116:11537 (2019).
+    ``depth`` L defaults to len(weights), len(hidden) + 1 or 2; all given must agree. ``hidden``: an int (every
+    hidden layer) or a list of widths. ``method``: 'discrete' (the SGD map, integer epochs) or 'continuous'
+    (gradient flow). ``unstable=True`` allows an lr above :func:`theory.stable_lr` (refused by default: the
+    prediction is then not exact). Every misuse raises ``ValueError`` naming the argument.
+    Reference: Saxe, McClelland & Ganguli, arXiv:1312.6120; PNAS 116:11537 (2019).
     """
     X = as_float_array("X", X, ndim=2)
     Y = as_float_array("Y", Y, ndim=2)
-    check_whitened(X)
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(f"X and Y must have the same number of rows (samples), got X.shape={X.shape}, "
+                         f"Y.shape={Y.shape}")
     U, s, V = io_svd(X, Y)
     s[s <= ZERO_S_FACTOR * np.finfo(float).eps * max(*X.shape, Y.shape[1]) * s.max(initial=0.0)] = 0.0
     eta = learning_rate_to_eta(lr, X.shape[0], Y.shape[1], reduction)
     choice("method", method, ("discrete", "continuous"))
-    if not isinstance(coupled, (bool, np.bool_)):
-        raise ValueError(f"coupled must be True or False, got {coupled!r}")
     L, widths = _resolve_depth(depth, weights, hidden)
-    ws = _coupled._chained(weights, X.shape[1], Y.shape[1]) if weights is not None else None
-    common = dict(U=_readonly(U), s=_readonly(s), V=_readonly(V), eta=eta, tau=1.0 / eta, depth=L, method=method,
-                  X=_readonly(X), y_sq_norm=float(np.sum(Y**2)), reduction=reduction, widths=widths)
-    if coupled:
-        if ws is None:
-            raise ValueError("coupled=True needs the initial weights: pass weights=[W_1, …, W_L] (torch layout)")
-        if a0 is not None:
-            raise ValueError("a0 must not be given with coupled=True (the initial state comes from weights)")
-        if L == 2:
-            Z = _coupled.growing_part(ws[0], ws[1], U, V)
-            M0, proj = Z.T @ Z, None
-        else:
-            Z, proj = None, tuple(_readonly(B) for B in _projected.project_weights(ws, U, V))
-            M0 = _projected._product(list(proj))[: s.size, : s.size]
-            Ubar, Vbar = _projected.extended_basis(ws, U, V)
-            return Prediction(coupled=True, a0=_readonly(np.diagonal(M0).copy()), M0=_readonly(M0), factor=None,
-                              projected=proj, Ubar=_readonly(Ubar), Vbar=_readonly(Vbar), **common)
-        return Prediction(coupled=True, a0=_readonly(np.diagonal(M0).copy()), M0=_readonly(M0), factor=_readonly(Z),
-                          projected=None, **common)
-    if a0 is not None:
-        strengths = _initial_strengths(a0, s.size, L)
-    elif ws is not None:
-        strengths = np.asarray(initial_mode_strength(ws, U, V), dtype=float)
-    elif gamma is not None:
-        if L >= 2 and len(widths) != L - 1:
-            raise ValueError(f"hidden must give the hidden width(s) for depth {L} to use gamma, got hidden={hidden!r}")
-        strengths = np.full(s.size, expected_initial_mode_strength(gamma, [X.shape[1], *widths, Y.shape[1]]))
+    ws = chained_weights(weights, X.shape[1], Y.shape[1]) if weights is not None else None
+    theory = ("exact" if ws is not None and a0 is None and gamma is None else "scalar") if theory is None else theory
+    choice("theory", theory, THEORIES)
+    whitened = is_whitened(X)
+    applicable = _applicable(whitened, L, ws is not None)
+    if applicable[theory]:
+        raise ValueError(f"theory={theory!r} {applicable[theory]}; "
+                         + ("theory='exact' with the initial weights covers any inputs" if not whitened else
+                            "pass weights=[W_1, …, W_L] (torch layout)"))
+    if theory != "scalar" and a0 is not None:
+        raise ValueError(f"a0 must not be given with theory={theory!r} (the initial state comes from weights)")
+    if not isinstance(unstable, (bool, np.bool_)):
+        raise ValueError(f"unstable must be True or False, got {unstable!r}")
+    bounds = stable_lr(X, Y, depth=L, hidden=widths or None, weights=ws, reduction=reduction, lr=lr)
+    if bounds.exceeded and not unstable:
+        raise ValueError(f"lr={lr!r} is above the stable bound: {bounds.describe()}. Above the learned-state bound "
+                         "SGD does not settle (the top modes oscillate, and diverge beyond theory.divergence_lr) and "
+                         "its orbit depends on float64 rounding, so no prediction is exact; pass unstable=True to "
+                         "iterate the maps anyway")
+    W_star = np.linalg.lstsq(X, Y, rcond=None)[0].T
+    fitted = np.linalg.svd(X @ W_star.T, compute_uv=False)
+    if theory == "exact":
+        st = exact_state(X, Y, ws)
+        traj = Exact(st, eta, method)
+        lstsq, unfittable, sxx = st.lstsq, st.unfittable, st.sxx
     else:
-        raise ValueError("the initial strength is unknown: pass a0, weights (initial weights) or gamma (init scale)")
-    return Prediction(coupled=False, a0=_readonly(strengths), **common)
+        lstsq, unfittable, sxx = U.T @ W_star @ V, float(np.sum((Y - X @ W_star.T) ** 2)), None
+        if theory == "coupled":
+            traj = Coupled(U, s, V, _coupled.growing_part(ws[0], ws[1], U, V), eta, method)
+        else:
+            if a0 is not None:
+                strengths = _initial_strengths(a0, s.size, L)
+            elif ws is not None:
+                strengths = np.asarray(initial_mode_strength(ws, U, V), dtype=float)
+            elif gamma is not None:
+                if L >= 2 and len(widths) != L - 1:
+                    raise ValueError(f"hidden must give the hidden width(s) for depth {L} to use gamma, "
+                                     f"got hidden={hidden!r}")
+                strengths = np.full(s.size, expected_initial_mode_strength(gamma, [X.shape[1], *widths, Y.shape[1]]))
+            else:
+                raise ValueError("the initial strength is unknown: pass a0, weights (initial weights) or gamma "
+                                 "(init scale)")
+            traj = Scalar(U, s, V, _readonly(strengths), eta, L, method)
+    M0 = traj.at(np.zeros(1))[0][0]
+    r = s.size
+    return Prediction(theory=theory, method=method, U=_readonly(U), s=_readonly(s), V=_readonly(V), eta=eta,
+                      tau=1.0 / eta, depth=L, widths=widths, a0=_readonly(np.diagonal(M0[:r, :r]).copy()),
+                      applicable=applicable, bounds=bounds, X=_readonly(X), reduction=reduction,
+                      fitted=_readonly(fitted), _traj=traj, _lstsq=lstsq, _unfittable=unfittable, _sxx=sxx)

@@ -15,15 +15,18 @@ depth 3, γ = 0.1).
 Glossary: s (r,) singular values of Σʸˣ; U (N_out, r), V (N_in, r) from :func:`theory.io_svd`; Ū, V̄ the extended
 bases; B_l projected weights; M̄ = B_L⋯B_1 so that ``W_tot = Ū M̄ V̄ᵀ``; η per-epoch rate; τ = 1/η; t in epochs.
 
+These functions take the mode basis (U, s, V) of whitened data directly; they are the whitened case of
+:mod:`theory.state` (the one exact state, which also covers Σˣˣ ≠ I) and call its kernels.
+
 References: Saxe, McClelland & Ganguli, ICLR 2014, arXiv:1312.6120; PNAS 116:11537 (2019).
 """
 from __future__ import annotations
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
 from ._validate import as_float_array, integer, positive, times
-from .coupled import RANK_EPS_FACTOR, _chained, _mode_basis, _strengths
+from .coupled import _mode_basis, _strengths
+from .state import ODE_RTOL, _complement, chained_weights, flow, iterate
 
 __all__ = [
     "extended_basis",
@@ -36,14 +39,6 @@ __all__ = [
 ]
 
 
-def _complement(B: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """Orthonormal basis of the column space of ``(I − basis basisᵀ) B`` (rounding-level directions dropped)."""
-    rest = B - basis @ (basis.T @ B)
-    q, sv, _ = np.linalg.svd(rest, full_matrices=False)
-    scale = max(np.linalg.norm(B, 2) if B.size else 0.0, np.finfo(float).tiny)
-    return q[:, sv > RANK_EPS_FACTOR * np.finfo(float).eps * max(B.shape) * scale]
-
-
 def extended_basis(weights, U, V) -> tuple[np.ndarray, np.ndarray]:
     r"""``(Ū, V̄) = ([U, Q_out], [V, Q_in])``: the data's mode bases extended by the invariant outside parts.
 
@@ -51,7 +46,7 @@ def extended_basis(weights, U, V) -> tuple[np.ndarray, np.ndarray]:
     :func:`project_weights`); ``W_tot(t) = Ū M̄(t) V̄ᵀ`` exactly, with M̄ = B_L⋯B_1 of the projected weights.
     """
     U, V = _mode_basis(U, V)
-    ws = _chained(weights, V.shape[0], U.shape[0])
+    ws = chained_weights(weights, V.shape[0], U.shape[0])
     return np.hstack([U, _complement(ws[-1], U)]), np.hstack([V, _complement(ws[0].T, V)])
 
 
@@ -67,7 +62,7 @@ def project_weights(weights, U, V, *, complement: bool = True) -> list[np.ndarra
     1e-3 error at depth 3, γ = 1e-2). Reference: Saxe et al., arXiv:1312.6120; PNAS 116:11537 (2019), SI.
     """
     U, V = _mode_basis(U, V)
-    ws = _chained(weights, V.shape[0], U.shape[0])
+    ws = chained_weights(weights, V.shape[0], U.shape[0])
     if complement:
         U, V = extended_basis(ws, U, V)
     if len(ws) == 1:  # depth 1: W ← W + η(Σʸˣ − W) is linear; the outside parts only decay, like (1 − η)^k
@@ -83,7 +78,7 @@ def _layers_arg(projected, r: int) -> list[np.ndarray]:
     if first.shape[1] < r or last.shape[0] < r:
         raise ValueError(f"projected must map the {r} input modes (projected[0] with >= {r} columns) to the {r} "
                          f"output modes (projected[-1] with >= {r} rows), got {first.shape} and {last.shape}")
-    return _chained(projected, first.shape[1], last.shape[0])
+    return chained_weights(projected, first.shape[1], last.shape[0])
 
 
 def _target(s: np.ndarray, layers) -> np.ndarray:
@@ -93,48 +88,18 @@ def _target(s: np.ndarray, layers) -> np.ndarray:
     return S
 
 
-def _product(layers) -> np.ndarray:
-    M = layers[0]
-    for B in layers[1:]:
-        M = B @ M
-    return M
-
-
-def _gradients(layers, G: np.ndarray) -> list[np.ndarray]:
-    """Descent directions ``(B_L⋯B_{l+1})ᵀ G (B_{l−1}⋯B_1)ᵀ`` for all layers (G = S̄ − B_L⋯B_1)."""
-    pre = [np.eye(G.shape[1])]
-    for B in layers[:-1]:
-        pre.append(B @ pre[-1])
-    suf = [np.eye(G.shape[0])]
-    for B in layers[:0:-1]:
-        suf.append(suf[-1] @ B)
-    suf = suf[::-1]
-    return [suf[i].T @ G @ pre[i].T for i in range(len(layers))]
-
-
 def projected_trajectory_discrete(n_steps, s, projected, eta) -> tuple[np.ndarray, np.ndarray]:
     r"""SGD on the projected weights: ``B_l ← B_l + η (B_L⋯B_{l+1})ᵀ (S̄ − B_L⋯B_1)(B_{l−1}⋯B_1)ᵀ``.
 
     Returns ``(M̄, G)`` after k updates, k = 0..n_steps: the full product ``M̄_k = B_L⋯B_1`` (n_steps+1, R, C) —
     ``W_tot = Ū M̄ V̄ᵀ`` with the bases of :func:`extended_basis` — and the first layer's Gram ``G_k = B_1ᵀB_1``
     (n_steps+1, C, C), so that the first hidden layer's RSM is exactly ``X V̄ G V̄ᵀ Xᵀ``. Any depth L ≥ 1
-    (L = 1: G = I). η per epoch. Raises ``ValueError`` if η makes SGD diverge. Reference: arXiv:1312.6120.
+    (L = 1: G = I). η per epoch. Raises ``ValueError`` if η makes SGD diverge (:func:`theory.state.iterate`).
+    Reference: arXiv:1312.6120.
     """
     n_steps, s, eta = integer("n_steps", n_steps), _strengths(s), positive("eta", eta)
     layers = _layers_arg(projected, s.size)
-    S = _target(s, layers)
-    prods = np.empty((n_steps + 1,) + S.shape)
-    grams = np.empty((n_steps + 1, S.shape[1], S.shape[1]))
-    for k in range(n_steps + 1):
-        full = _product(layers)
-        prods[k] = full
-        grams[k] = layers[0].T @ layers[0] if len(layers) > 1 else np.eye(S.shape[1])
-        if k < n_steps:
-            layers = [B + eta * g for B, g in zip(layers, _gradients(layers, S - full))]
-    if not np.isfinite(prods).all():
-        raise ValueError(f"eta={eta!r} makes the projected SGD diverge; lower the learning rate "
-                         "(see theory.stability.max_stable_lr)")
-    return prods, grams
+    return iterate(n_steps, layers, _target(s, layers), eta)
 
 
 def projected_modes_discrete(n_steps, s, projected, eta) -> np.ndarray:
@@ -146,17 +111,12 @@ def projected_modes_discrete(n_steps, s, projected, eta) -> np.ndarray:
     return prods[:, :r, :r].copy()
 
 
-# Relative tolerance of the projected ODE: well above float64 rounding, below any test tolerance (1e-7).
-ODE_RTOL = 1e-10
-
-
 def projected_trajectory_continuous(t, s, projected, tau, *, rtol: float = ODE_RTOL, atol: float | None = None):
     r"""Gradient flow ``τ dB_l/dt = (B_L⋯B_{l+1})ᵀ (S̄ − B_L⋯B_1)(B_{l−1}⋯B_1)ᵀ`` of the projected weights.
 
-    Integrated with ``scipy.integrate.solve_ivp`` (DOP853); L = 1 uses ``M(t) = S + (M_0 − S) e^{−t/τ}``. ``atol``
-    defaults to ``rtol`` × 1e-3 × the smallest layer's RMS, so the escape from a tiny init is resolved. t finite
-    epochs (the ODE cannot be run to ``np.inf``). Returns ``(M̄, G)`` as :func:`projected_trajectory_discrete` for a
-    1-d array t: (len(t), R, C) and (len(t), C, C). τ in epochs.
+    :func:`theory.state.flow` (solve_ivp, DOP853) with target S̄; L = 1 uses ``M(t) = S + (M_0 − S) e^{−t/τ}``.
+    t finite epochs (the ODE cannot be run to ``np.inf``). Returns ``(M̄, G)`` as
+    :func:`projected_trajectory_discrete` for a 1-d array t: (len(t), R, C) and (len(t), C, C). τ in epochs.
     Reference: Saxe et al., arXiv:1312.6120.
     """
     tt = times("t", t)
@@ -166,37 +126,10 @@ def projected_trajectory_continuous(t, s, projected, tau, *, rtol: float = ODE_R
     s, tau, rtol = _strengths(s), positive("tau", tau), positive("rtol", rtol)
     layers = _layers_arg(projected, s.size)
     flat, S = tt.reshape(-1), _target(s, layers)
-    eye = np.broadcast_to(np.eye(S.shape[1]), (flat.size,) + (S.shape[1],) * 2).copy()
     if len(layers) == 1:
+        eye = np.broadcast_to(np.eye(S.shape[1]), (flat.size,) + (S.shape[1],) * 2).copy()
         return S + (layers[0] - S) * np.exp(-flat / tau)[:, None, None], eye
-    shapes, splits = [B.shape for B in layers], np.cumsum([B.size for B in layers])[:-1]
-    if atol is None:
-        rms = [np.sqrt(np.mean(B**2)) for B in layers]
-        atol = rtol * 1e-3 * (min(rms) if min(rms) > 0 else max(max(rms), 1e-300))
-    atol = positive("atol", atol)
-
-    def unpack(y):
-        return [part.reshape(shape) for part, shape in zip(np.split(y, splits), shapes)]
-
-    def rhs(_, y):
-        bs = unpack(y)
-        return np.concatenate([g.ravel() for g in _gradients(bs, S - _product(bs))]) / tau
-
-    order = np.argsort(flat)
-    prods = np.empty((flat.size,) + S.shape)
-    prods[:] = _product(layers)
-    grams = np.empty((flat.size,) + (S.shape[1],) * 2)
-    grams[:] = layers[0].T @ layers[0]
-    if flat.size and flat[order[-1]] > 0:
-        y0 = np.concatenate([B.ravel() for B in layers])
-        sol = solve_ivp(rhs, (0.0, flat[order[-1]]), y0, method="DOP853", t_eval=flat[order], rtol=rtol, atol=atol)
-        if not sol.success:
-            raise ValueError(f"solve_ivp failed on the projected flow ({sol.message}); check s, tau and the weights")
-        for j, i in enumerate(order):
-            bs = unpack(sol.y[:, j])
-            prods[i] = _product(bs)
-            grams[i] = bs[0].T @ bs[0]
-    return prods, grams
+    return flow(flat, layers, S, tau, rtol=rtol, atol=atol)
 
 
 def projected_modes_continuous(t, s, projected, tau, *, rtol: float = ODE_RTOL, atol: float | None = None):
