@@ -44,6 +44,9 @@ LEARNED_FRACTION = 0.99
 MAX_DEFAULT_EPOCHS = 200_000
 # --data: the default hidden width, at least the number of items (≥ the rank of Σʸˣ: no bottleneck).
 DEFAULT_HIDDEN = 30
+# --data with a bottleneck: default epochs run until the predicted loss has covered all but this fraction of its
+# way down to the least loss the widths allow.
+BOTTLENECK_SETTLED = 1e-4
 
 HAS_BONES = (-1.0, 1.0, 1.0, 1.0, -1.0, -1.0, -1.0, -1.0)
 SHARK_ITEMS = ("Shark", "Tuna", "Robin", "Canary", "Rose", "Daisy", "Pine", "Oak")
@@ -165,9 +168,27 @@ def data_spec(args) -> RunSpec:
             raise UsageError(f"the slowest mode of {args.data} would need more than {MAX_DEFAULT_EPOCHS} epochs at "
                              f"γ={gamma:g}, depth {depth}: raise --gamma or set --epochs")
         epochs = max(10, int(math.ceil(t * 1.1)))
-    return RunSpec(table.name, X, Y, table.item_names, hidden, lr, gamma, epochs, args.seed,
+    spec = RunSpec(table.name, X, Y, table.item_names, hidden, lr, gamma, epochs, args.seed,
                    description=f"{args.data}: {P} items × {n_out} features, depth {depth}"
                                + (f", hidden {hidden[0]}" if hidden else "") + f", lr={lr:.4g}, γ={gamma:g}")
+    if args.epochs is None and min(hidden, default=P) < int(np.sum(s > 1e-12 * s[0])):
+        spec.n_epochs = _bottleneck_epochs(spec)
+    return spec
+
+
+def _bottleneck_epochs(spec: RunSpec) -> int:
+    """Default epochs behind a bottleneck: the modes at its edge compete for the last hidden units far more slowly
+    than they rise, so run until the exact theory's loss is within BOTTLENECK_SETTLED of the least loss these
+    widths allow (relative to the distance from the start), at least the epochs the rise needs."""
+    p = theory.predictor(spec.X, spec.Y, spec.lr, weights=init_net(spec)[1])
+    best, start = p.best_loss(), float(p.loss(0))
+    t = spec.n_epochs
+    while float(p.loss(t)) - best > BOTTLENECK_SETTLED * (start - best):
+        if t >= MAX_DEFAULT_EPOCHS:
+            raise UsageError(f"{spec.name}: the modes at the edge of the bottleneck (hidden {min(spec.hidden)}) would "
+                             f"need more than {MAX_DEFAULT_EPOCHS} epochs to settle: set --epochs")
+        t = min(2 * t, MAX_DEFAULT_EPOCHS)
+    return t
 
 
 def _check_stable(specs: list[RunSpec]) -> None:
@@ -180,7 +201,8 @@ def _check_stable(specs: list[RunSpec]) -> None:
                              f"below it")
 
 
-def train_run(spec: RunSpec, dtype: torch.dtype, engine: str, quiet: bool, label: str = "train"):
+def init_net(spec: RunSpec, dtype: torch.dtype = torch.float64):
+    """The run's network at its initial weights, and those weights as float64 numpy copies."""
     net = saxe.make_net(spec.X.shape[1], spec.hidden, spec.Y.shape[1]).to(dtype)
     gen = torch.Generator().manual_seed(spec.seed)
     if spec.init == "decoupled":
@@ -188,7 +210,11 @@ def train_run(spec: RunSpec, dtype: torch.dtype, engine: str, quiet: bool, label
         saxe.decoupled_init_(net, U, V, spec.a0, generator=gen)
     else:
         saxe.initializer_(net, spec.gamma, generator=gen)
-    w0 = [w.detach().double().cpu().numpy().copy() for w in saxe.weights(net)]
+    return net, [w.detach().double().cpu().numpy().copy() for w in saxe.weights(net)]
+
+
+def train_run(spec: RunSpec, dtype: torch.dtype, engine: str, quiet: bool, label: str = "train"):
+    net, w0 = init_net(spec, dtype)
     i, j = spec.track if spec.track is not None else (0, -1)
     with epoch_bar(spec.n_epochs + 1, f"{label} {spec.name}", quiet) as bar:
         rec = saxe.train(net, spec.X, spec.Y, spec.n_epochs, spec.lr, illusory_i=i, illusory_j=j, engine=engine,

@@ -14,7 +14,9 @@ would only escape at η s₁ = 2 (f = 2, :func:`theory.stability.escape_eta`). T
    that crosses 1 at an f set by ρ = s_j/s₁ alone: ≈ 1.0 for ρ → 1, ≈ 1.1 for ρ ≈ 0.8, none for ρ ≲ 0.6 below
    f = 1.25 (depth 2). Rounding or the init seeds that direction and it grows; modes 1 and j mix.
 3. **Escape.** Just past that onset the mixed orbit is still bounded (f ≈ 1.1–1.16 at ρ ≈ 0.8); from a sharp
-   threshold on (f ≈ 1.17 at ρ ≈ 0.8) it is not, and the weights escape within a few hundred epochs.
+   threshold on (f ≈ 1.17 at ρ ≈ 0.8) it is not, and the weights escape within a few hundred epochs. A weak
+   second mode couples only once the top mode's orbit is chaotic (ρ = 0.3: f ≈ 1.55; measured on a rank-2 table
+   with the plain loop: bounded at 1.5, 3 of 4 seeds diverge at 1.55); a single mode escapes at f = 2.
 
 Step 3 has no closed form, so it is computed: the exact SGD map of the network restricted to its top
 ``n_modes`` modes (an invariant subspace of the decoupled dynamics: k input modes, k output modes, hidden
