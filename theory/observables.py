@@ -19,7 +19,8 @@ import numpy as np
 
 from ._validate import as_float_array, choice, integer
 
-__all__ = ["w_tot_from_modes", "loss_from_modes", "rsm_from_modes", "outputs_from_modes", "UNFITTABLE_RTOL"]
+__all__ = ["w_tot_from_modes", "loss_from_modes", "rsm_from_modes", "outputs_from_modes", "UNFITTABLE_RTOL",
+           "end_to_end", "squared_error", "gram_rsm", "selected_outputs"]
 
 # ‖Y‖² − Σ s² is a difference of two O(‖Y‖²) sums: rounding can leave it at −1e-13·‖Y‖²; a deficit beyond this
 # relative size means Y_sq_norm and s do not describe the same data.
@@ -67,6 +68,41 @@ def _select(name: str, index, n: int):
     return arr.astype(np.intp)
 
 
+# ------------------------------------------------------------------ the representation every theory shares
+# A theory's state at epochs t is (M̄, G) in fixed orthonormal bases (Ū, V̄): W_tot = Ū M̄ V̄ᵀ and the first hidden
+# layer's Gram W_1ᵀW_1 = V̄ G V̄ᵀ (theory.trajectories). These four functions are the one home of the observables;
+# the *_from_modes functions below are their whitened, decoupled-basis special case (Ū = U, V̄ = V).
+def end_to_end(M, Ubar, Vbar) -> np.ndarray:
+    """``W_tot = Ū M̄ V̄ᵀ`` (…, N_out, N_in), batched over M̄'s leading (epoch) axes."""
+    return Ubar @ M @ Vbar.T
+
+
+def squared_error(M, lstsq, unfittable: float, sxx=None) -> np.ndarray:
+    r"""``‖Y − X W_totᵀ‖²_F = ‖Y − X W*ᵀ‖² + tr(D Σ̄ˣˣ Dᵀ)``, D = M̄* − M̄ (``sxx=None``: Σ̄ˣˣ = I).
+
+    W* is the least-squares map (M̄* = ``lstsq`` in the same bases) and ``unfittable`` = ‖Y − X W*ᵀ‖², computed from
+    the data directly, so a small loss is never the difference of two large sums.
+    """
+    D = lstsq - M
+    fit = np.sum(D * D, axis=(-2, -1)) if sxx is None else np.sum((D @ sxx) * D, axis=(-2, -1))
+    return unfittable + fit
+
+
+def gram_rsm(G, XV) -> np.ndarray:
+    """First hidden layer's RSM ``h hᵀ = (X V̄) G (X V̄)ᵀ`` (…, P, P), symmetrised."""
+    out = XV @ G @ XV.T
+    return 0.5 * (out + np.swapaxes(out, -1, -2))
+
+
+def selected_outputs(M, Ubar, XV, items=None, features=None) -> np.ndarray:
+    """``X W_totᵀ = (X V̄) M̄ᵀ Ūᵀ`` on the chosen item rows / feature columns only (an int drops that axis)."""
+    left = XV[_select("items", items, XV.shape[0])]
+    right = Ubar[_select("features", features, Ubar.shape[0])]
+    out = np.atleast_2d(left) @ np.swapaxes(M, -1, -2) @ np.atleast_2d(right).T
+    out = out[..., 0, :] if left.ndim == 1 else out
+    return out[..., 0] if right.ndim == 1 else out
+
+
 def w_tot_from_modes(M, U, V) -> np.ndarray:
     r"""Predicted end-to-end map ``W_tot = U M Vᵀ`` (…, N_out, N_in), batched over M's leading (epoch) axes.
 
@@ -76,7 +112,7 @@ def w_tot_from_modes(M, U, V) -> np.ndarray:
     M = _trajectory(M)
     U = _basis("U", U, M.shape[-1])
     V = _basis("V", V, M.shape[-1])
-    return U @ M @ V.T
+    return end_to_end(M, U, V)
 
 
 def loss_from_modes(M, s, Y_sq_norm, n_samples, n_out, reduction: str = "mean") -> np.ndarray:
@@ -103,8 +139,7 @@ def loss_from_modes(M, s, Y_sq_norm, n_samples, n_out, reduction: str = "mean") 
     if unfittable < -UNFITTABLE_RTOL * max(float(y2), float(np.sum(s**2))):
         raise ValueError(f"Y_sq_norm must be >= Σ s² = {np.sum(s**2):.6g} (‖Y‖² ≥ ‖YᵀX‖² for whitened X), "
                          f"got Y_sq_norm={float(y2)!r}")
-    resid = M - np.diag(s)
-    total = np.sum(resid**2, axis=(-2, -1)) + max(unfittable, 0.0)
+    total = squared_error(M, np.diag(s), max(unfittable, 0.0))
     return total / (n_samples * n_out) if reduction == "mean" else total
 
 
@@ -132,9 +167,7 @@ def rsm_from_modes(M, V, X=None, depth: int = 2) -> np.ndarray:
     X = _inputs(X, V.shape[0])
     _, sig, Wt = np.linalg.svd(M)
     power = (np.swapaxes(Wt, -1, -2) * sig[..., None, :] ** (2.0 / depth)) @ Wt
-    XV = X @ V
-    rsm = XV @ power @ XV.T
-    return 0.5 * (rsm + np.swapaxes(rsm, -1, -2))
+    return gram_rsm(power, X @ V)
 
 
 def outputs_from_modes(M, U, V, X=None, items=None, features=None) -> np.ndarray:
@@ -152,11 +185,4 @@ def outputs_from_modes(M, U, V, X=None, items=None, features=None) -> np.ndarray
     U = _basis("U", U, M.shape[-1])
     V = _basis("V", V, M.shape[-1])
     X = _inputs(X, V.shape[0])
-    left = (X[_select("items", items, X.shape[0])] @ V)
-    right = U[_select("features", features, U.shape[0])]
-    out = np.atleast_2d(left) @ np.swapaxes(M, -1, -2) @ np.atleast_2d(right).T
-    if left.ndim == 1:
-        out = out[..., 0, :]
-    if right.ndim == 1:
-        out = out[..., 0]
-    return out
+    return selected_outputs(M, U, X @ V, items, features)

@@ -40,7 +40,7 @@ from ._validate import as_float_array, choice, integer
 from .correlations import io_svd, learning_rate_to_eta
 from .curvature import stable_lr
 from .init import expected_initial_mode_strength, initial_mode_strength
-from .observables import _select
+from .observables import end_to_end, gram_rsm, selected_outputs, squared_error
 from .stability import DISCRETE_STEP_CAP
 from .stability import time_to_learn as _time_to_learn
 from .state import chained_weights, exact_state, is_whitened
@@ -136,9 +136,7 @@ class Prediction:
         return M, G, scalar
 
     def _loss_sum(self, M):
-        D = self._lstsq - M
-        fit = np.sum(D * D, axis=(-2, -1)) if self._sxx is None else np.sum((D @ self._sxx) * D, axis=(-2, -1))
-        return self._unfittable + fit
+        return squared_error(M, self._lstsq, self._unfittable, self._sxx)
 
     def _best_loss_sum(self) -> float:
         w = min(self.widths, default=self.fitted.size)
@@ -174,7 +172,7 @@ class Prediction:
     def w_tot(self, t) -> np.ndarray:
         r"""Predicted ``W_tot(t) = Ū M̄(t) V̄ᵀ``, (len(t), N_out, N_in)."""
         M, _, scalar = self._state(t)
-        out = self._traj.Ubar @ M @ self._traj.Vbar.T
+        out = end_to_end(M, self._traj.Ubar, self._traj.Vbar)
         return out[0] if scalar else out
 
     def loss(self, t) -> np.ndarray:
@@ -197,9 +195,7 @@ class Prediction:
         if self.depth < 2:
             raise ValueError("rsm needs a hidden layer: depth must be >= 2, got depth=1")
         _, G, scalar = self._state(t)
-        xv = self.X @ self._traj.Vbar
-        out = xv @ G @ xv.T
-        out = 0.5 * (out + np.swapaxes(out, -1, -2))
+        out = gram_rsm(G, self.X @ self._traj.Vbar)
         return out[0] if scalar else out
 
     def outputs(self, t, items=None, features=None) -> np.ndarray:
@@ -209,11 +205,7 @@ class Prediction:
         (len(t), n_items, n_features); only the chosen rows and columns are computed.
         """
         M, _, scalar = self._state(t)
-        left = self.X[_select("items", items, self.X.shape[0])] @ self._traj.Vbar
-        right = self._traj.Ubar[_select("features", features, self.U.shape[0])]
-        out = np.atleast_2d(left) @ np.swapaxes(M, -1, -2) @ np.atleast_2d(right).T
-        out = out[..., 0, :] if left.ndim == 1 else out
-        out = out[..., 0] if right.ndim == 1 else out
+        out = selected_outputs(M, self._traj.Ubar, self.X @ self._traj.Vbar, items, features)
         return out[0] if scalar else out
 
     def time_to_learn(self, fraction=0.5) -> np.ndarray:
