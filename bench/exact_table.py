@@ -13,15 +13,20 @@ default init, bottleneck widths on 8 items × 100 features, depth 3 and 4 at γ 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 import saxe
 import theory
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from plain_sgd import plain_steps  # noqa: E402  (the independent float64 loop the tests use)
 
 CHUNK = 2000
 
@@ -39,34 +44,14 @@ def init(X, Y, hidden, gamma, seed=0):
 
 def compare(X, Y, w0, lr, n_epochs):
     pred = theory.predictor(X, Y, lr, weights=w0)
-    layers = [nn.Linear(w.shape[1], w.shape[0], bias=False, dtype=torch.float64) for w in w0]
-    with torch.no_grad():
-        for layer, w in zip(layers, w0):
-            layer.weight.copy_(torch.as_tensor(w))
-    x, y = torch.tensor(X), torch.tensor(Y)
-    opt, loss_fn = torch.optim.SGD([l.weight for l in layers], lr=lr), nn.MSELoss()
     s_max, x_max = pred.s[0], np.linalg.norm(X, axis=1).max()
     err = dict(modes=0.0, loss=0.0, w_tot=0.0, outputs=0.0)
     modes_meas, l0 = [], None
+    steps = plain_steps(X, Y, w0, lr, n_epochs)
     for start in range(0, n_epochs + 1, CHUNK):
-        ts = np.arange(start, min(start + CHUNK, n_epochs + 1))
-        W, L = [], []
-        for k in ts:
-            out = x
-            for layer in layers:
-                out = out @ layer.weight.T
-            loss = loss_fn(out, y)
-            with torch.no_grad():
-                Wt = layers[0].weight
-                for layer in layers[1:]:
-                    Wt = layer.weight @ Wt
-                W.append(Wt.numpy().copy())
-                L.append(float(loss))
-            if k < n_epochs:
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        W, L = np.array(W), np.array(L)
+        chunk = list(itertools.islice(steps, CHUNK))
+        ts = np.array([c[0] for c in chunk])
+        W, L = np.array([c[1] for c in chunk]), np.array([c[2] for c in chunk])
         l0 = L[0] if l0 is None else l0
         sv = np.linalg.svd(W, compute_uv=False)[:, : pred.s.size]
         modes_meas.append(sv)

@@ -59,7 +59,9 @@ def test_divergence_lr_is_where_training_diverges_not_twice_the_bound(tree1000):
 def test_divergence_lr_against_the_plain_loop(tree1000, depth, gamma):
     X, Y = tree1000
     lr_div = theory.divergence_lr(X, Y, depth=depth)
-    for factor, diverges in ((0.97, False), (1.08, True)):
+    # measured with the batched reduced engine over 16 seeds at depth 3: 0 % diverge at 0.95, 6 % at 0.97, 56 % at
+    # 1.0, 100 % at 1.03 (the edge is sharp, a few per cent wide: it is where half of the seeds diverge)
+    for factor, diverges in ((0.95, False), (1.05, True)):
         outcomes = []
         for seed in range(4):
             net = saxe.make_net(8, [30] * (depth - 1), 1000).double()
