@@ -1,6 +1,14 @@
-"""The ``saxe`` command line: ``saxe tutorial | verify | sweep``.
+"""The saxe command line: saxe tutorial | verify | sweep.
 
-Exit codes: 0 success, 1 a verification check failed (``verify``), 2 bad input (arguments or data files).
+Exit codes, the same for every command:
+
+* 0 — done (``verify``: every check with a tolerance passed);
+* 1 — a verification check failed (``verify``);
+* 2 — bad input: arguments, data files, or a setting no theory can check (an lr above the stable bound);
+* 3 — training or a theory's map diverged (``saxe.DivergenceError``, ``theory.OrbitDivergenceError``);
+* 4 — environment: the results cannot be written (read-only or immutable folder, full disk);
+* 130 — interrupted.
+
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``; they are
 imported lazily so that ``saxe --help`` is quick.
 """
@@ -15,16 +23,34 @@ SUBCOMMANDS = {
     "verify": ("experiments.verify", "train real networks and measure the gap to each theory (the main job)"),
     "sweep": ("experiments.sweep", "map where the theory holds over lr × init scale × depth × width × seeds"),
 }
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 
 class UsageError(ValueError):
     """Bad input found after argument parsing (exit code 2, message without a traceback)."""
 
 
+class OutputError(OSError):
+    """The results cannot be written (exit code 4, message without a traceback)."""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("saxe-dln")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The argument parser; with ``only``, just that subcommand's module is imported (start-up is then the cost
     of that command alone, not of all of them)."""
-    parser = argparse.ArgumentParser(prog="saxe", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="saxe", description="The saxe command line: " + ", ".join(SUBCOMMANDS) + ".",
+        epilog="exit codes: 0 done, 1 a check failed, 2 bad input, 3 training diverged, 4 cannot write results, "
+               "130 interrupted")
+    parser.add_argument("--version", action="version", version=f"saxe-dln {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}")
     for name, (module, help_) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
@@ -34,6 +60,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _diverged(exc: BaseException) -> bool:
+    """saxe.DivergenceError or theory.OrbitDivergenceError (looked up without importing torch)."""
+    from theory.errors import OrbitDivergenceError
+
+    if isinstance(exc, OrbitDivergenceError):
+        return True
+    errors = sys.modules.get("saxe.errors")
+    return errors is not None and isinstance(exc, errors.DivergenceError)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     first = next((a for a in argv if not a.startswith("-")), None)
@@ -41,15 +77,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
-        return 2
+        return EXIT_BAD_INPUT
     try:
         return int(importlib.import_module(args._module).run(args))
-    except (UsageError, ValueError) as exc:
-        print(f"saxe {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"saxe {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - classified below; anything else is a bug and keeps its traceback
+        if _diverged(exc):
+            print(f"saxe {args.command}: diverged: {exc}", file=sys.stderr)
+            return EXIT_DIVERGED
+        if isinstance(exc, ValueError):
+            print(f"saxe {args.command}: error: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if isinstance(exc, OSError):
+            print(f"saxe {args.command}: error: {exc}", file=sys.stderr)
+            return EXIT_ENVIRONMENT
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,7 +1,9 @@
 """Result files, written atomically: a crashed run never leaves a half-written file that looks whole.
 
 Every writer goes through :func:`atomic_write`: the content goes to a temporary file in the target's folder,
-is flushed and fsync'ed, then renamed over the target (``os.replace`` is atomic on POSIX and Windows).
+is flushed and fsync'ed, given the permissions a plain ``open()`` would give (0666 minus the umask: ``mkstemp``
+creates 0600 files, which collaborators could not read), then renamed over the target (``os.replace`` is atomic
+on POSIX and Windows).
 """
 from __future__ import annotations
 
@@ -18,6 +20,12 @@ import numpy as np
 __all__ = ["atomic_write", "write_text", "write_json", "save_figure", "to_jsonable", "package_versions"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_write(path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[Any]:
     """Open a temp file beside ``path``; on success rename it over ``path``, on error delete it."""
@@ -28,6 +36,7 @@ def atomic_write(path, mode: str = "w", encoding: str | None = "utf-8") -> Itera
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
             yield fh
             fh.flush()
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:

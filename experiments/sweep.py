@@ -54,12 +54,37 @@ from saxe.train import torch_threads
 from .cli import UsageError
 from .progress import items_bar
 from .report import package_versions, write_json
+
 # Re-exported: tests and other code use these names from ``experiments.sweep``. ``run`` looks up ``train_batch``
 # and ``theory_batch`` here, so monkeypatching ``experiments.sweep.train_batch`` takes effect.
-from .sweep_engine import (BatchTraining, InitCache, Problem, SeedBasis, init_weights, layer_sigmas,  # noqa: F401
-                           load_problem, train_autograd, train_batch, train_reduced)
-from .sweep_grid import (BASE_COLUMNS, HALF_KINDS, THEORIES, Run, build_grid, columns, existing_rows,  # noqa: F401
-                         fmt, make_rows, output_names, parse_shard, read_rows, shard_runs, write_rows)
+from .sweep_engine import (  # noqa: F401
+    BatchTraining,
+    InitCache,
+    Problem,
+    SeedBasis,
+    init_weights,
+    layer_sigmas,
+    load_problem,
+    train_autograd,
+    train_batch,
+    train_reduced,
+)
+from .sweep_grid import (  # noqa: F401
+    BASE_COLUMNS,
+    HALF_KINDS,
+    THEORIES,
+    Run,
+    build_grid,
+    columns,
+    existing_rows,
+    fmt,
+    make_rows,
+    output_names,
+    parse_shard,
+    read_rows,
+    shard_runs,
+    write_rows,
+)
 from .sweep_theory import decoupled_predictions, exact_inputs, exact_modes_batch, theory_batch  # noqa: F401
 
 ENGINES = ("auto", "reduced", "autograd")

@@ -19,7 +19,7 @@ see :func:`init_weights`), so batching, shards and resume never change a row.
 * ``autograd``: ``saxe.train(..., engine="autograd")`` per run (the plain reference, always available).
 * ``auto`` (default): ``reduced`` where it applies, else ``autograd`` for that run.
 
-A diverging run (loss non-finite or above ``saxe.DIVERGENCE_FACTOR`` × max(initial loss, mean Y²), the same
+A diverging run (loss non-finite or above ``saxe.LOSS_DIVERGENCE_FACTOR`` × max(initial loss, mean Y²), the same
 test in both engines) is recorded with ``diverged=True`` and ``diverged_epoch`` (the number of updates done when
 it was detected); its other results are empty and the sweep goes on. In a batch, a diverged run is frozen and
 the others' numbers are unchanged (per-run arithmetic does not depend on the batch; tested).
@@ -176,7 +176,6 @@ class InitCache:
         sizes = self.problem.sizes(run)
         unit = [1.0] * (len(sizes) - 1) if self.dtype == torch.float64 else layer_sigmas(sizes, run.gamma)
         zs = _draw(sizes, run.seed, self.dtype, unit)
-        U, V = self.problem.U, self.problem.V
         z64 = [z.double() for z in zs]
         zl = z64[-1]
         a = c = None
@@ -209,7 +208,8 @@ class BatchTraining:
     modes: np.ndarray  # (R, T, r) float64, NaN for diverged runs
     diverged_at: np.ndarray  # (R,) int, −1 if never
     engines: list[str]
-    seconds: np.ndarray  # (R,) per-run share of the training time
+    batch_seconds: np.ndarray  # (R,) wall time of the batch that trained each run (the same within a batch)
+    batch_runs: np.ndarray  # (R,) how many runs that batch trained together (1 for autograd)
 
 
 def _reduced_call(x, y, ws, lr, n_epochs):
@@ -243,8 +243,9 @@ def train_reduced(problem: Problem, cache: InitCache, runs: list[Run], n_epochs:
     div = div.cpu().numpy().astype(np.int64)
     modes[div >= 0] = np.nan
     assert modes.shape[-1] == min(n_in, n_out)
-    seconds = (time.perf_counter() - t0) / len(runs)
-    return BatchTraining(losses, modes, div, ["reduced"] * len(runs), np.full(len(runs), seconds))
+    seconds = time.perf_counter() - t0
+    return BatchTraining(losses, modes, div, ["reduced"] * len(runs), np.full(len(runs), seconds),
+                         np.full(len(runs), len(runs)))
 
 
 def train_autograd(problem: Problem, run: Run, n_epochs: int, dtype: torch.dtype, device: torch.device):
@@ -269,10 +270,12 @@ def train_batch(problem: Problem, cache: InitCache, runs: list[Run], n_epochs: i
     R, T, r = len(runs), n_epochs + 1, problem.n_modes
     losses, modes = np.full((R, T), np.nan), np.full((R, T, r), np.nan)
     div, secs, engines = np.full(R, -1, dtype=np.int64), np.zeros(R), [""] * R
+    together = np.ones(R, dtype=np.int64)
     fast = [i for i, run in enumerate(runs) if engine != "autograd" and problem.reducible(run)]
     if fast:
         bt = train_reduced(problem, cache, [runs[i] for i in fast], n_epochs, dtype, device)
-        losses[fast], modes[fast], div[fast], secs[fast] = bt.losses, bt.modes, bt.diverged_at, bt.seconds
+        losses[fast], modes[fast], div[fast], secs[fast] = bt.losses, bt.modes, bt.diverged_at, bt.batch_seconds
+        together[fast] = bt.batch_runs
         for i in fast:
             engines[i] = "reduced"
     for i, run in enumerate(runs):
@@ -280,4 +283,4 @@ def train_batch(problem: Problem, cache: InitCache, runs: list[Run], n_epochs: i
             continue
         losses[i], modes[i], div[i], secs[i] = train_autograd(problem, run, n_epochs, dtype, device)
         engines[i] = "autograd"
-    return BatchTraining(losses, modes, div, engines, secs)
+    return BatchTraining(losses, modes, div, engines, secs, together)

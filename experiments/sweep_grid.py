@@ -15,7 +15,9 @@ hidden, lr, gamma, seed, eta, a0 (a priori), n_epochs, engine, dtype, device, fi
 update), diverged, diverged_epoch, err_continuous, err_discrete, err_exact (``experiments.metrics.modes_error``:
 max over epochs and modes of |pred − meas|/s_α, singular values sorted descending), half_measured_1..r,
 half_continuous_1..r, half_discrete_1..r, half_exact_1..r (``metrics.half_learning_epochs``: first epoch at
-which the α-th singular value reaches s_α/2), train_seconds (the run's share of its batch's training time).
+which the α-th singular value reaches s_α/2), batch_seconds and batch_runs (the wall time of the batch that trained
+the run and how many runs it trained together: runs are trained in batches, so a run's own cost is
+batch_seconds / batch_runs; an autograd run is its own batch of 1).
 
 **Resume.** :func:`existing_rows` returns the rows already in a sweep's CSV for ``--resume`` (refusing a file made
 with other data, epochs or dtype), and refuses to clobber a non-empty one without ``--resume``.
@@ -49,7 +51,7 @@ def columns(n_modes: int) -> list[str]:
     cols = list(BASE_COLUMNS)
     for kind in HALF_KINDS:
         cols += [f"half_{kind}_{a}" for a in range(1, n_modes + 1)]
-    return cols + ["train_seconds"]
+    return cols + ["batch_seconds", "batch_runs"]
 
 
 # ------------------------------------------------------------------------------------------------ grid
@@ -152,7 +154,7 @@ def make_rows(problem: Problem, runs: list[Run], tr: BatchTraining, preds: dict[
                "a0": fmt(problem.a0(run)), "n_epochs": fmt(n_epochs), "engine": tr.engines[i], "dtype": dtype,
                "device": device, "final_loss": "" if diverged else fmt(tr.losses[i, -1]), "diverged": fmt(diverged),
                "diverged_epoch": fmt(int(tr.diverged_at[i])) if diverged else "",
-               "train_seconds": fmt(float(tr.seconds[i]))}
+               "batch_seconds": fmt(float(tr.batch_seconds[i])), "batch_runs": fmt(int(tr.batch_runs[i]))}
         meas = tr.modes[i]
         halves = {"measured": np.full(r, np.nan)}
         for th in THEORIES:

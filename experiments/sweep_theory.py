@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from theory.errors import OrbitDivergenceError
 from theory.state import product, sgd_step
 from theory.trajectories import Scalar
 
@@ -68,7 +69,7 @@ def exact_inputs(problem: Problem, cache: InitCache, runs: list[Run]):
     """Per run, from its actual init (as ``theory.exact_state`` builds it): the reduced layers, each (R, ·, ·);
     depth 1: ``[Ūᵀ W V]`` (V spans the inputs of one-hot data, so V̄ = V)."""
     depth, h, r = runs[0].depth, runs[0].hidden, problem.n_modes
-    n_in, n_out = problem.X.shape[1], problem.Y.shape[1]
+    n_in = problem.X.shape[1]
     parts = []
     for run in runs:
         sc = cache.scales(run)
@@ -104,7 +105,7 @@ def decoupled_predictions(problem: Problem, run: Run, n_epochs: int) -> dict[str
         traj = Scalar(problem.U, problem.s, problem.V, a0, eta, run.depth, name)
         try:
             out[name] = -np.sort(-np.abs(traj.strengths(t)), axis=-1)
-        except ValueError:  # the discrete map diverges beyond its stable lr
+        except OrbitDivergenceError:  # the discrete map diverges beyond its stable lr
             out[name] = np.full((t.size, problem.n_modes), np.nan)
     return out
 

@@ -21,7 +21,6 @@ this keeps η·s, hence the stability and the timeline in epochs, as in the tuto
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli import UsageError
+from .outdir import prepared_out
 
 TUTORIAL_FEATURES = 10000
 LR, LR_ZERO_DEPTH, GAMMA, HIDDEN = 100.0, 1000.0, 1e-12, 30
@@ -43,7 +43,10 @@ ILLUSIONS = {  # name: (item names, tracked item, new feature, feature name)
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--out", required=True, help="output folder (created if missing)")
+    parser.add_argument("--out", default="tutorial_out",
+                        help="output folder (default: tutorial_out); must be new or empty")
+    parser.add_argument("--force", action="store_true",
+                        help="replace the results of a previous run in --out (its summary and figures)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars and no stdout (errors still shown)")
     parser.add_argument("--seed", type=int, default=2021, help="random seed (default: 2021, the tutorial's)")
     parser.add_argument("--epochs", type=int, default=250, help="SGD updates per network (default: 250)")
@@ -75,17 +78,7 @@ def _check_args(args) -> tuple[Path, list[int]]:
                              f"got {args.rsm_epochs!r}")
     if args.format not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {args.format!r}")
-    out = Path(args.out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a folder")
-    probe = out
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise UsageError(f"--out {out} cannot be created: {probe} is not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"--out {out} is not writable ({probe} refuses writes)")
-    return out, picks
+    return Path(args.out).expanduser(), picks
 
 
 def rsm_epochs(n_epochs: int) -> list[int]:
@@ -205,16 +198,26 @@ def _train_net(model, X, Y, lr, n_epochs, desc, quiet, illusory_i=0):
 def run(args) -> int:
     t_start = time.perf_counter()
     out, picks = _check_args(args)
+    with prepared_out(out, force=args.force) as out:
+        return _run(args, out, picks, t_start)
+
+
+def _run(args, out: Path, picks: list[int], t_start: float) -> int:
     quiet, n, F = args.quiet, args.epochs, args.features
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--out {out} cannot be created: {exc.strerror or exc}") from None
 
     import torch
 
-    from saxe import (ITEM_NAMES, LNNet, LRNet, add_feature, generate_hsd, initializer_, linear_regression, w_tot,
-                      weights)
+    from saxe import (
+        ITEM_NAMES,
+        LNNet,
+        LRNet,
+        add_feature,
+        generate_hsd,
+        initializer_,
+        linear_regression,
+        w_tot,
+        weights,
+    )
 
     from . import plots
     from .progress import epoch_bar, items_bar
@@ -297,7 +300,7 @@ def run(args) -> int:
     th0_loss = Theory("zero_depth", X, Y, lr0, init0, n, notes).loss()
     gaps["zero_depth"] = {"loss_max_abs": _gap(rec0.losses, th0_loss)}
     R.figure("zero_depth_loss", plots.plot_loss(rec0.losses, th0_loss, title="Training loss for zero depth LNN"))
-    analytical = linear_regression(X.T.astype(np.float64), Y.T.astype(np.float64))
+    analytical = linear_regression(X.astype(np.float64), Y.astype(np.float64))
     w_zero = weights(zero)[0].detach().double().numpy()
     w_deep = w_tot(deep, dtype=torch.float64).numpy()
     cmp = {"atol": 1e-2,
@@ -347,7 +350,7 @@ def _print_summary(out: Path, summary: dict, cmp: dict) -> None:
     print(f"  linear regression vs zero-depth W: max |diff| {z['max_abs_diff']:.3g} (allclose {z['allclose']})")
     print(f"  linear regression vs deep W_tot:   max |diff| {d['max_abs_diff']:.3g} (allclose {d['allclose']})")
     print(f"  The final weights from all methods are approximately equal?! {cmp['all_approximately_equal']}!")
-    for key, ill in summary["illusions"].items():
+    for ill in summary["illusions"].values():
         print(f"  {ill['item']} {ill['feature']}: illusion peaks at {ill['illusion_prediction']:+.2f} "
               f"(epoch {ill['illusion_epoch']}), ends at {ill['final_prediction']:+.2f} (target {ill['target']:+d})")
     th = summary["theory"]

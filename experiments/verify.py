@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ import theory
 
 from . import verify_checks as C
 from .cli import UsageError
+from .outdir import prepared_out
 from .progress import epoch_bar, items_bar
 from .report import package_versions, write_json, write_text
 from .verify_report import render_report, save_run_figures
@@ -72,7 +73,9 @@ class RunSpec:
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--out", default="verify_out", help="output folder (default: verify_out)")
+    p.add_argument("--out", default="verify_out", help="output folder (default: verify_out); must be empty or new")
+    p.add_argument("--force", action="store_true",
+                   help="replace the results of a previous run in --out (its metrics.json is removed first)")
     p.add_argument("--data", help="items × features CSV (header of feature names, first column item names)")
     p.add_argument("--lr", type=float, help="learning rate (--data: default a safe fraction of the stable bound)")
     p.add_argument("--epochs", type=int, help="number of epochs (--data: default enough for the slowest mode)")
@@ -90,10 +93,11 @@ def add_arguments(p) -> None:
 
 
 def _check_args(args) -> None:
-    for name in ("lr", "gamma"):
-        v = getattr(args, name)
-        if v is not None and not (math.isfinite(v) and (v > 0 if name == "lr" else v >= 0)):
-            raise UsageError(f"--{name} must be {'> 0' if name == 'lr' else '>= 0'} and finite, got {v}")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise UsageError(f"--lr must be > 0 and finite, got {args.lr}")
+    if args.gamma is not None and not (math.isfinite(args.gamma) and args.gamma > 0):
+        raise UsageError(f"--gamma must be > 0 and finite (a zero init sits on the saddle W = 0 for ever), "
+                         f"got {args.gamma}")
     for name, lo in (("epochs", 1), ("hidden", 1), ("depth", 1), ("features", 1)):
         v = getattr(args, name)
         if v is not None and v < lo:
@@ -228,11 +232,11 @@ def run(args) -> int:
         raise UsageError("--depth applies to --data runs only (the default runs have fixed depths 2 and 3)")
     specs = [data_spec(args)] if args.data else default_specs(args)  # all input validated before any write
     _check_stable(specs)
-    out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--out {out}: cannot create the folder ({exc.strerror})") from None
+    with prepared_out(args.out, force=args.force) as out:
+        return _run(args, specs, out)
+
+
+def _run(args, specs: list[RunSpec], out: Path) -> int:
     dtype = torch.float64 if args.dtype == "float64" else torch.float32
     engine = args.engine if not (args.dtype == "float32" and args.engine == "auto") else "autograd"
     all_checks, runs, figures = [], {}, {}

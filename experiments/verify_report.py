@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .labels import drawable  # noqa: E402
 from .report import save_figure  # noqa: E402
 
 THEORY_STYLE = {"exact": ("tab:blue", "exact (theory state from the init weights)"),
@@ -29,11 +30,11 @@ def save_run_figures(out: Path, spec, rec, preds: dict, quick: bool = False) -> 
     shown = [(th, style) for th, style in THEORY_STYLE.items() if th in preds]
     fig, axes = plt.subplots(1, len(shown), figsize=(5 * len(shown), 4.2), sharey=True, layout="constrained")
     cmap = _mode_colors(rec.modes.shape[1])
-    for ax, (th, (color, label)) in zip(axes, shown):
+    for ax, (th, (_, label)) in zip(axes, shown):
         for a in range(rec.modes.shape[1]):
             ax.plot(t, rec.modes[:, a], color=cmap(a), lw=2.2, alpha=0.55)
             ax.plot(t, preds[th]["modes"][:, a], color="k", ls="--", lw=0.9)
-        ax.set_title(f"{spec.name}: vs {label}", fontsize=9)
+        ax.set_title(f"{drawable(spec.name)}: vs {label}", fontsize=9)
         ax.set_xlabel("epoch")
     axes[0].set_ylabel("singular value of W_tot")
     axes[0].plot([], [], color=cmap(0), lw=2.2, alpha=0.55, label="measured")
@@ -45,7 +46,7 @@ def save_run_figures(out: Path, spec, rec, preds: dict, quick: bool = False) -> 
     ax.plot(t, rec.losses, color="r", lw=2.5, alpha=0.5, label="measured")
     for th, (color, label) in shown:
         ax.plot(t, preds[th]["loss"], color=color, ls="--", lw=1.2, label=label)
-    ax.set(xlabel="epoch", ylabel="MSE loss", title=f"{spec.name}: training loss")
+    ax.set(xlabel="epoch", ylabel="MSE loss", title=f"{drawable(spec.name)}: training loss")
     ax.legend()
     files.append(save_figure(fig, out / f"{spec.name}_loss.png").name)
 
@@ -62,9 +63,10 @@ def save_run_figures(out: Path, spec, rec, preds: dict, quick: bool = False) -> 
                 ax = axes[r, c]
                 ax.imshow(mat / vmax, cmap="Purples", vmin=0, vmax=1)
                 ax.set_title(f"{who}, epoch {k}", fontsize=9)
-                ax.set_xticks(range(len(spec.item_names)), spec.item_names, rotation=90, fontsize=7)
-                ax.set_yticks(range(len(spec.item_names)), spec.item_names, fontsize=7)
-        fig.suptitle(f"{spec.name}: first hidden layer's RSM, measured (top) and exact theory (bottom)")
+                names = [drawable(n) for n in spec.item_names]
+                ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+                ax.set_yticks(range(len(names)), names, fontsize=7)
+        fig.suptitle(f"{drawable(spec.name)}: first hidden layer's RSM, measured (top) and exact theory (bottom)")
         files.append(save_figure(fig, out / f"{spec.name}_rsm.png").name)
 
     if spec.track is not None:
@@ -72,8 +74,8 @@ def save_run_figures(out: Path, spec, rec, preds: dict, quick: bool = False) -> 
         ax.plot(t, rec.illusions, color="r", lw=3, alpha=0.5, label="measured")
         for th, (color, label) in shown:
             ax.plot(t, preds[th]["illusion"], color=color, ls="--", lw=1.2, label=label)
-        ax.set(xlabel="epoch", ylabel=f"prediction: {spec.track_label}", ylim=(-1.1, 1.1),
-               title=f"{spec.name}: illusory correlation")
+        ax.set(xlabel="epoch", ylabel=f"prediction: {drawable(spec.track_label)}", ylim=(-1.1, 1.1),
+               title=f"{drawable(spec.name)}: illusory correlation")
         ax.legend()
         files.append(save_figure(fig, out / f"{spec.name}_illusion.png").name)
     return files
@@ -132,7 +134,8 @@ def _paragraph(name: str, run: dict, result: dict) -> str:
     if bn:
         parts.append(f"The narrowest hidden layer has {bn['width']} units, fewer than the {bn['rank']} modes of the "
                      f"data: modes {bn['unlearnable_modes'][0]}–{bn['unlearnable_modes'][-1]} (s = "
-                     f"{', '.join(f'{x:.3g}' for x in bn['unlearnable_s'][:4])}{', …' if len(bn['unlearnable_s']) > 4 else ''}) "
+                     f"{', '.join(f'{x:.3g}' for x in bn['unlearnable_s'][:4])}"
+                     f"{', …' if len(bn['unlearnable_s']) > 4 else ''}) "
                      f"cannot be learned and the least loss these widths allow is {bn['best_loss']:.4g} (final "
                      f"measured loss {run['final_loss']:.4g}); the scalar theories, which assume every mode is "
                      "learned, cannot describe that.")
@@ -171,7 +174,8 @@ def render_report(result: dict, out: Path) -> str:
     status = "PASSED" if result["passed"] else "FAILED: " + ", ".join(result["failed"])
     lines += [f"**{status}** — {n_checked - len(result['failed'])}/{n_checked} checks with a tolerance pass; "
               f"{len(result['checks']) - n_checked} numbers are reported only. Total {result['total_seconds']:.1f} s.",
-              "", "Metrics (see `experiments/metrics.py`): `modes` = max over epochs and modes of |a_pred − a_meas|/s_max; "
+              "", "Metrics (see `experiments/metrics.py`): `modes` = max over epochs and modes of "
+              "|a_pred − a_meas|/s_max; "
               "`loss` = max |L_pred − L_meas| / L_meas(0); `rsm` = max ‖RSM_pred − RSM_meas‖_F / ‖X V S^{2/L} Vᵀ Xᵀ‖_F "
               "(the balanced learned state's RSM); `illusion` = max absolute error of the tracked output.", "",
               "Tolerances: a checked (exact) theory passes when its error is at most "

@@ -1,19 +1,30 @@
 """Items × features tables from CSV files, for training on your own data.
 
-Format: a header row whose first cell labels the item column and whose other cells are feature names; then
-one row per item: the item's name, then one numeric value per feature (0/1, ±1 or real). Every problem is
-reported as a :class:`DataFileError` naming the file, line and column (1-based), before anything is trained.
+Format: a header row whose first cell labels the item column and whose other cells are distinct, non-empty
+feature names; then one row per item: the item's name, then one numeric value per feature (0/1, ±1 or real,
+written as plain decimal or scientific numbers: ``1``, ``-0.5``, ``2e-3``; not ``1_000``, ``0x1f`` or ``inf``).
+Values must lie within ±:data:`MAX_ABS_VALUE`. Blank lines are skipped; a line of empty cells (``,,``) is not
+blank. Every problem is reported as a :class:`DataFileError` naming the file, line and column (1-based), before
+anything is trained.
 """
 from __future__ import annotations
 
 import csv
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DataFileError", "ItemsTable", "load_items_csv"]
+__all__ = ["DataFileError", "ItemsTable", "load_items_csv", "MAX_ABS_VALUE"]
+
+#: Largest |value| accepted. Training squares and sums the values over P·N_out entries and the stable lr scales
+#: like 1/s²: at 1e300 the default lr underflows to 1e-300 and the loss overflows to NaN. 1e100 keeps every
+#: square and sum far inside float64 (1.8e308) for any table that fits in memory; rescale larger data.
+MAX_ABS_VALUE = 1e100
+# A number as people write them in tables: optional sign, digits with an optional decimal point, optional exponent.
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 class DataFileError(ValueError):
@@ -56,21 +67,29 @@ def load_items_csv(path) -> ItemsTable:
         raise DataFileError(path, None, None, f"not UTF-8 text ({exc.reason})") from None
     except OSError as exc:
         raise DataFileError(path, None, None, f"cannot be read: {exc.strerror}") from None
-    rows = [(i + 1, row) for i, row in enumerate(csv.reader(text.splitlines()))]
-    rows = [(n, [c.strip() for c in row]) for n, row in rows if any(c.strip() for c in row)]
+    lines = text.splitlines()
+    rows = [(i + 1, row) for i, row in enumerate(csv.reader(lines))]
+    rows = [(n, [c.strip() for c in row]) for n, row in rows if lines[n - 1].strip()]
     if not rows:
         raise DataFileError(path, None, None, "empty file: expected a header row and at least two item rows")
     header_line, header = rows[0]
     if len(header) < 2:
         raise DataFileError(path, header_line, None,
                             "header must have an item column and at least one feature name")
+    first_seen: dict[str, int] = {}
     for j, name in enumerate(header[1:], start=2):
         if not name:
             raise DataFileError(path, header_line, j, "empty feature name in the header")
+        if name in first_seen:
+            raise DataFileError(path, header_line, j, f"duplicate feature name {name!r} (first in column "
+                                                       f"{first_seen[name]})")
+        first_seen[name] = j
     body = rows[1:]
     if len(body) < 2:
         raise DataFileError(path, None, None, f"need at least two items (rows after the header), got {len(body)}")
-    names, values, seen = [], [], {}
+    names: list[str] = []
+    values: list[list[float]] = []
+    seen: dict[str, int] = {}
     for line, row in body:
         if len(row) != len(header):
             raise DataFileError(path, line, min(len(row), len(header)) + 1,
@@ -83,13 +102,17 @@ def load_items_csv(path) -> ItemsTable:
         seen[name] = line
         vals = []
         for j, cell in enumerate(row[1:], start=2):
-            try:
-                v = float(cell)
-            except ValueError:
-                raise DataFileError(path, line, j, f"non-numeric value {cell!r} for feature {header[j - 1]!r}") \
-                    from None
-            if not math.isfinite(v):
+            low = cell.lower().lstrip("+-")
+            if low in ("nan", "inf", "infinity"):
                 raise DataFileError(path, line, j, f"value {cell!r} is not finite (NaN/inf are not allowed)")
+            if not _NUMBER.fullmatch(cell):
+                raise DataFileError(path, line, j, f"non-numeric value {cell!r} for feature {header[j - 1]!r} "
+                                                   "(expected a plain number such as 1, -0.5 or 2e-3)")
+            v = float(cell)
+            if not (math.isfinite(v) and abs(v) <= MAX_ABS_VALUE):
+                raise DataFileError(path, line, j, f"value {cell!r} is beyond ±{MAX_ABS_VALUE:g}: its squares would "
+                                                   "overflow training in float64; rescale the table (e.g. divide "
+                                                   "every value by the largest)")
             vals.append(v)
         names.append(name)
         values.append(vals)

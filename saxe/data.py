@@ -15,6 +15,7 @@ in deep neural networks" (branching diffusion process).
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ def as_generator(rng) -> np.random.Generator:
         return np.random.default_rng()
     if isinstance(rng, np.random.Generator):
         return rng
-    if isinstance(rng, (numbers.Integral, np.integer)) and not isinstance(rng, bool) and rng >= 0:
+    if isinstance(rng, (numbers.Integral, np.integer)) and not isinstance(rng, bool) and int(rng) >= 0:
         return np.random.default_rng(int(rng))
     raise ValueError(f"rng must be a np.random.Generator, a non-negative int seed or None, got {rng!r}")
 
@@ -58,7 +59,7 @@ def build_tree(n_levels, n_branches, p_flip, to_np_array: bool = True) -> dict:
         level.extend([i] * n_branches**i)
     n_nodes = len(level)
     parent = [None] + [(j - 1) // n_branches for j in range(1, n_nodes)]
-    tree = {"level": level, "pflip": [p_flip] * n_nodes, "parent": parent}
+    tree: dict[str, Any] = {"level": level, "pflip": [p_flip] * n_nodes, "parent": parent}
     if to_np_array:
         tree = {"level": np.array(level, dtype=np.int64),
                 "pflip": np.array(tree["pflip"], dtype=np.float64),
@@ -68,7 +69,8 @@ def build_tree(n_levels, n_branches, p_flip, to_np_array: bool = True) -> dict:
 
 def _tree_arrays(tree) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not isinstance(tree, dict) or not {"level", "pflip", "parent"} <= set(tree):
-        raise ValueError(f"tree must be a dict with keys 'level', 'pflip', 'parent' (from build_tree), got {tree!r:.80}")
+        raise ValueError("tree must be a dict with keys 'level', 'pflip', 'parent' (from build_tree), "
+                         f"got {tree!r:.80}")
     level = np.asarray(tree["level"], dtype=np.int64)
     pflip = np.asarray(tree["pflip"], dtype=np.float64)
     parent = np.array([-1 if p is None else p for p in tree["parent"]], dtype=np.int64)

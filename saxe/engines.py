@@ -22,13 +22,13 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["EngineResult", "DIVERGENCE_FACTOR", "reduced_sgd", "autograd_sgd", "loss_coefficient"]
+__all__ = ["EngineResult", "LOSS_DIVERGENCE_FACTOR", "reduced_sgd", "autograd_sgd", "loss_coefficient"]
 
 #: A run counts as diverged when its loss is not finite or exceeds this many times the larger of its initial
 #: loss and the loss of the zero network (mean Y²): gradient descent below the stable learning rate never
 #: raises the loss anywhere near that much, and past it the loss grows geometrically, so the exact value only
 #: moves the detection epoch by a few steps.
-DIVERGENCE_FACTOR = 1e4
+LOSS_DIVERGENCE_FACTOR = 1e4
 
 
 @dataclass
@@ -105,9 +105,9 @@ def reduced_sgd(x: torch.Tensor, y: torch.Tensor, weights0: list[torch.Tensor], 
         err = out_r - yq
         loss = (err.square().sum(dim=(-2, -1)) + const) * norm
         if limit is None:
-            limit = DIVERGENCE_FACTOR * torch.maximum(loss, (y * y).sum() * norm)
+            limit = LOSS_DIVERGENCE_FACTOR * torch.maximum(loss, (y * y).sum() * norm)
         losses[:, k] = loss
-        if record_modes:
+        if modes is not None:
             m = B
             for w in reversed(ws):
                 m = m @ w
@@ -116,7 +116,7 @@ def reduced_sgd(x: torch.Tensor, y: torch.Tensor, weights0: list[torch.Tensor], 
             modes[:, k] = torch.linalg.svdvals(torch.nan_to_num(m, nan=0.0, posinf=0.0, neginf=0.0))
         if rsms is not None:
             rsms[:, k] = hs[1] @ hs[1].mT
-        if ills is not None:
+        if ills is not None and track is not None and q_track is not None:
             ills[:, k] = (out_r[:, track[0], :] * q_track).sum(-1)
         bad = ~(loss <= limit)  # NaN compares False, so NaN counts as bad
         if any_dead:
@@ -127,7 +127,7 @@ def reduced_sgd(x: torch.Tensor, y: torch.Tensor, weights0: list[torch.Tensor], 
                     diverged_at[r] = k
                     lv = float(loss[r])
                     reason[r] = ("the loss is no longer finite" if lv != lv or abs(lv) == float("inf") else
-                                 f"the loss grew past {DIVERGENCE_FACTOR:g}× its initial value")
+                                 f"the loss grew past {LOSS_DIVERGENCE_FACTOR:g}× its initial value")
                 alive &= ~bad.to(alive.device)
                 any_dead = True
                 keep = alive.view(R, 1, 1).to(dt)
@@ -142,7 +142,7 @@ def reduced_sgd(x: torch.Tensor, y: torch.Tensor, weights0: list[torch.Tensor], 
         if any_dead:  # frozen runs: their rows stay NaN
             dead = ~alive
             losses[dead, k] = torch.nan
-            if record_modes:
+            if modes is not None:
                 modes[dead, k] = torch.nan
             if rsms is not None:
                 rsms[dead, k] = torch.nan
@@ -155,9 +155,9 @@ def reduced_sgd(x: torch.Tensor, y: torch.Tensor, weights0: list[torch.Tensor], 
         g = lr_coef * err  # lr · ∂loss/∂out_r
         delta = g @ B  # backpropagated before any weight changes
         B = torch.baddbmm(B, g.mT, hs[-1], alpha=-1.0)
-        new_ws = [None] * len(ws)
+        new_ws: list[torch.Tensor] = []
         for i in range(len(ws) - 1, -1, -1):
-            new_ws[i] = torch.baddbmm(ws[i], delta.mT, hs[i], alpha=-1.0)
+            new_ws.insert(0, torch.baddbmm(ws[i], delta.mT, hs[i], alpha=-1.0))
             if i:
                 delta = delta @ ws[i]
         ws = new_ws
@@ -204,22 +204,22 @@ def autograd_sgd(model: nn.Module, params: list[torch.Tensor], x: torch.Tensor, 
         loss = criterion(out, y)
         with torch.no_grad():
             losses[0, k] = loss.detach()
-            if record_modes:
+            if modes is not None:
                 wt_t = params[0].T  # W_totᵀ = W_1ᵀ ⋯ W_Lᵀ: torch's fast layout for these shapes
                 for w in params[1:]:
                     wt_t = wt_t @ w.T
                 modes[0, k] = torch.linalg.svdvals(torch.nan_to_num(wt_t.mT, nan=0.0, posinf=0.0, neginf=0.0))
             if rsms is not None:
                 rsms[0, k] = hid @ hid.T
-            if ills is not None:
+            if ills is not None and track is not None:
                 ills[0, k] = out[track[0], track[1]]
         lv = float(loss.detach())
         if limit is None:
-            limit = DIVERGENCE_FACTOR * max(lv, float((y * y).sum()) * loss_coefficient(P, n_out, reduction))
+            limit = LOSS_DIVERGENCE_FACTOR * max(lv, float((y * y).sum()) * loss_coefficient(P, n_out, reduction))
         if not (lv <= limit):  # also catches NaN
             diverged_at[0] = k
             reason[0] = ("the loss is no longer finite" if lv != lv or abs(lv) == float("inf")
-                         else f"the loss grew past {DIVERGENCE_FACTOR:g}× its initial value")
+                         else f"the loss grew past {LOSS_DIVERGENCE_FACTOR:g}× its initial value")
             break
         if on_epoch is not None:
             on_epoch(k)

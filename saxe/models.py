@@ -81,7 +81,10 @@ def make_net(in_dim: int, hidden: Sequence[int], out_dim: int) -> nn.Module:
 
 def weights(model: nn.Module) -> list[torch.Tensor]:
     """The weight matrices of a bias-free linear net in forward order ``[W_1, …, W_L]``."""
-    params = list(model.parameters())
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module (e.g. saxe.LNNet), got {type(model).__name__}: "
+                         f"{model!r:.60}")
+    params: list[torch.Tensor] = list(model.parameters())
     if not params:
         raise ValueError(f"model must have weight matrices, got a {type(model).__name__} without parameters")
     for i, w in enumerate(params):
@@ -104,16 +107,28 @@ def w_tot(model: nn.Module, dtype: torch.dtype | None = None) -> torch.Tensor:
     return out
 
 
+def as_torch_generator(generator: torch.Generator | None) -> torch.Generator:
+    """``generator`` itself, or for ``None`` a fresh generator seeded from OS entropy — never torch's global RNG."""
+    if generator is None:
+        gen = torch.Generator()
+        gen.seed()  # a non-deterministic seed from the OS, as np.random.default_rng() draws one
+        return gen
+    if not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    return generator
+
+
 def initializer_(model: nn.Module, gamma=1e-12, generator: torch.Generator | None = None) -> nn.Module:
     """Re-initialise every weight in place: ``W ~ N(0, (γ / √(n_in + n_out))²)`` (the tutorial's rule).
 
-    ``generator`` makes it reproducible without touching torch's global seed. Returns ``model``.
+    ``generator`` makes it reproducible; ``None`` draws from a fresh generator seeded from OS entropy (torch's
+    global RNG is never used). Returns ``model``.
     """
+    params = weights(model)
     gamma = check_nonnegative("gamma", gamma)
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    generator = as_torch_generator(generator)
     with torch.no_grad():
-        for weight in weights(model):
+        for weight in params:
             n_out, n_in = weight.shape
             sigma = gamma / math.sqrt(n_in + n_out)
             if sigma == 0:
@@ -132,6 +147,7 @@ def decoupled_init_(model: nn.Module, U, V, a0, generator: torch.Generator | Non
     ``U`` (N_out, r) and ``V`` (N_in, r) are the singular vectors of Σʸˣ (:func:`theory.io_svd`).
     """
     ws = weights(model)
+    generator = as_torch_generator(generator)
     ref = ws[0]
     U = torch.as_tensor(U, dtype=ref.dtype)
     V = torch.as_tensor(V, dtype=ref.dtype)

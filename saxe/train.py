@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -42,6 +42,7 @@ class TrainRecord(_Record):
     """
 
     # no __slots__: instances carry an ``info`` dict beside the four tuple fields
+    info: dict[str, Any]
 
 
 @contextmanager
@@ -87,7 +88,7 @@ def stable_bounds(x: torch.Tensor, y: torch.Tensor, weights0: list[np.ndarray], 
 
 def train(model: nn.Module, inputs, targets, n_epochs, lr, illusory_i=0, *, illusory_j=-1,
           engine: str = "auto", reduction: str = "mean", threads: int | None = 1, record_rsm: bool = True,
-          progress: Callable[[int], None] | None = None) -> TrainRecord:
+          progress: bool | Callable[[int], None] | None = None) -> TrainRecord:
     """Train a bias-free linear net by full-batch SGD on ``nn.MSELoss(reduction)`` and record every epoch.
 
     Args:
@@ -108,7 +109,8 @@ def train(model: nn.Module, inputs, targets, n_epochs, lr, illusory_i=0, *, illu
       threads: torch threads for the run (restored afterwards). Default 1: these are small matrices, and
         torch with 2 threads stalls badly when another process holds a core. ``None`` leaves torch's setting.
       record_rsm: record the (n+1, P, P) RSMs (skip to save memory on big P).
-      progress: called with the epoch index after each recorded epoch (e.g. a progress bar's update).
+      progress: ``True`` draws a progress bar (tqdm, on stderr) for long runs; a callable is called with the
+        epoch index after each recorded epoch (e.g. a progress bar's update); ``None``/``False``: silent.
 
     Raises:
       ValueError: bad arguments (named in the message).
@@ -151,18 +153,22 @@ def train(model: nn.Module, inputs, targets, n_epochs, lr, illusory_i=0, *, illu
         settles = bounds is None or lr <= bounds.learned
         engine = "reduced" if n_out > params[0].shape[1] + params[-1].shape[1] and settles else "autograd"
 
+    bar = None
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n_epochs + 1, desc=f"saxe.train ({engine})", unit="ep", mininterval=0.5)
+        progress = lambda k: bar.update(1)  # noqa: E731
+    elif progress is False:
+        progress = None
+    elif progress is not None and not callable(progress):
+        raise ValueError(f"progress must be True, False, None or a callable(epoch), got {progress!r}")
     t0 = time.perf_counter()
-    with torch_threads(threads):
-        if engine == "reduced":
-            with torch.no_grad():
-                res = reduced_sgd(x, y, [p.detach().unsqueeze(0) for p in params],
-                                  torch.tensor([lr], dtype=torch.float64), n_epochs, reduction=reduction,
-                                  track=track, record_rsm=record_rsm, on_epoch=progress)
-                for p, w in zip(params, res.weights):
-                    p.copy_(w[0])
-        else:
-            res = autograd_sgd(model, params, x, y, lr, n_epochs, reduction=reduction, track=track,
-                               record_rsm=record_rsm, on_epoch=progress)
+    try:
+        res = _run_engine(engine, model, params, x, y, n_epochs, lr, reduction, track, record_rsm, progress, threads)
+    finally:
+        if bar is not None:
+            bar.close()
     seconds = time.perf_counter() - t0
     _raise_if_diverged(res, lr, bounds)
     rec = TrainRecord(
@@ -175,6 +181,20 @@ def train(model: nn.Module, inputs, targets, n_epochs, lr, illusory_i=0, *, illu
                 "n_epochs": n_epochs, "threads": threads, "seconds": seconds, "device": str(dev),
                 "stable_lr": None if bounds is None else {"learned": bounds.learned, "init": bounds.init}}
     return rec
+
+
+def _run_engine(engine, model, params, x, y, n_epochs, lr, reduction, track, record_rsm, progress, threads):
+    with torch_threads(threads):
+        if engine == "reduced":
+            with torch.no_grad():
+                res = reduced_sgd(x, y, [p.detach().unsqueeze(0) for p in params],
+                                  torch.tensor([lr], dtype=torch.float64), n_epochs, reduction=reduction,
+                                  track=track, record_rsm=record_rsm, on_epoch=progress)
+                for p, w in zip(params, res.weights):
+                    p.copy_(w[0])
+            return res
+        return autograd_sgd(model, params, x, y, lr, n_epochs, reduction=reduction, track=track,
+                            record_rsm=record_rsm, on_epoch=progress)
 
 
 def _raise_if_diverged(res: EngineResult, lr: float, bounds) -> None:

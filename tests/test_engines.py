@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from saxe import DeepLNNet, LNNet, LRNet, generate_hsd, initializer_, make_net, train, weights
-from saxe.engines import DIVERGENCE_FACTOR, autograd_sgd, loss_coefficient, reduced_sgd
+from saxe.engines import LOSS_DIVERGENCE_FACTOR, autograd_sgd, loss_coefficient, reduced_sgd
 
 # Agreement of the two engines in float64 (relative, max-norm per record and Frobenius per weight matrix).
 # Measured on these runs: records ≈ 1e-11, weights ≈ 3e-10 at gamma=1e-12. The weights are looser because a
@@ -157,7 +157,7 @@ def test_a_diverging_run_is_frozen_without_disturbing_the_others():
     assert 0 < k < 100 and res.reason[1]
     assert torch.isnan(res.losses[1, k:]).all() and torch.isfinite(res.losses[1, :k]).all()
     assert torch.isnan(res.modes[1, k:]).all() and torch.isnan(res.rsms[1, k:]).all()
-    assert res.losses[1, k - 1] <= DIVERGENCE_FACTOR * max(res.losses[1, 0], (Y * Y).mean())
+    assert res.losses[1, k - 1] <= LOSS_DIVERGENCE_FACTOR * max(res.losses[1, 0], (Y * Y).mean())
     solo = reduced_sgd(X, Y, [w[:1] for w in w0], lrs[:1], 100, track=(0, 99))
     torch.testing.assert_close(res.losses[0], solo.losses[0], rtol=BATCH_RTOL, atol=0)
     torch.testing.assert_close(res.modes[0], solo.modes[0], rtol=BATCH_RTOL, atol=1e-12)

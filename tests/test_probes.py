@@ -59,36 +59,6 @@ def test_net_rsm_ex_tutorial_check():
     assert torch.all(torch.isclose(y_ex, y, atol=TUTORIAL_ATOL))
 
 
-@given(n_in=widths, hidden=hidden_lists, n_out=widths, gamma=gammas, seed=seeds)
-def test_net_svd_reconstructs_w_tot(n_in, hidden, n_out, gamma, seed):
-    net = make_net(n_in, hidden, n_out).double()
-    initializer_(net, gamma, generator=_gen(seed))
-    U, S, V = net_svd(net, n_in)
-    r = min(n_in, n_out)
-    assert U.shape == (n_out, r) and S.shape == (r,) and V.shape == (n_in, r)
-    U, S, V = U.numpy(), S.numpy(), V.numpy()
-    W = _numpy_w_tot(net)
-    scale = max(np.abs(S).max(), np.finfo(float).tiny)
-    np.testing.assert_allclose((U * S) @ V.T, W, rtol=0, atol=SVD_RTOL * scale)
-    assert np.all(S >= 0)
-    assert np.all(np.diff(S) <= 0)
-    np.testing.assert_allclose(U.T @ U, np.eye(r), atol=SVD_RTOL * 10)
-    np.testing.assert_allclose(V.T @ V, np.eye(r), atol=SVD_RTOL * 10)
-    np.testing.assert_allclose(S, np.linalg.svd(W, compute_uv=False), rtol=0, atol=SVD_RTOL * scale)
-
-
-@given(h=hnp.arrays(np.float64, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=12),
-                    elements=st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)))
-def test_net_rsm_is_symmetric_psd_gram_matrix(h):
-    rsm = net_rsm(torch.from_numpy(h)).numpy()
-    expected = h @ h.T
-    scale = max(np.abs(expected).max(), 1.0)
-    assert rsm.shape == (h.shape[0], h.shape[0])
-    np.testing.assert_allclose(rsm, expected, rtol=0, atol=PSD_RTOL * scale)
-    np.testing.assert_allclose(rsm, rsm.T, rtol=0, atol=PSD_RTOL * scale)
-    assert np.linalg.eigvalsh((rsm + rsm.T) / 2).min() >= -PSD_RTOL * scale * h.shape[0]
-
-
 @given(hid=st.integers(1, 12), seed=seeds)
 def test_rsm_of_a_hidden_layer_on_tree_data(hid, seed):
     labels, features = generate_hsd(2, 2, 0.1, 20, rng=seed)

@@ -38,7 +38,7 @@ def test_tutorial_exercise_recovers_w_true():
     W_true = rng.integers(0, 10, size=(3, 3)).astype(float)
     X_train = rng.random((3, 37))
     Y_train = W_true @ X_train + rng.normal(scale=0.01, size=(3, 37))
-    W = linear_regression(X_train, Y_train)
+    W = linear_regression(X_train.T, Y_train.T)  # sample-major; the tutorial's function took (Dx, M), (Dy, M)
     np.testing.assert_allclose(W, ref.linear_regression(X_train, Y_train), rtol=LSTSQ_RTOL)
     assert np.abs(W - W_true).max() < 0.2  # noise 0.01 over 37 samples: the estimate is close to the truth
 
@@ -46,12 +46,12 @@ def test_tutorial_exercise_recovers_w_true():
 @given(X=hnp.arrays(np.float64, st.tuples(st.integers(1, 8), st.integers(1, 8)), elements=integer_entries),
        data=st.data())
 def test_least_squares_is_the_minimum_norm_solution(X, data):
-    """With X Xᵀ singular (or not) the answer is Y X⁺, the minimum-norm minimiser."""
-    Dx, M = X.shape
-    Y = data.draw(hnp.arrays(np.float64, (data.draw(st.integers(1, 5)), M), elements=integer_entries))
+    """With XᵀX singular (or not) the answer is (X⁺ Y)ᵀ, the minimum-norm minimiser (sample-major X, Y)."""
+    M, Dx = X.shape
+    Y = data.draw(hnp.arrays(np.float64, (M, data.draw(st.integers(1, 5))), elements=integer_entries))
     W = linear_regression(X, Y)
-    expected = Y @ np.linalg.pinv(X)
-    assert W.shape == (Y.shape[0], Dx)
+    expected = (np.linalg.pinv(X) @ Y).T
+    assert W.shape == (Y.shape[1], Dx)
     np.testing.assert_allclose(W, expected, rtol=0, atol=LSTSQ_RTOL * max(1.0, np.abs(expected).max()))
 
 
@@ -63,7 +63,7 @@ def test_singular_inputs_give_minimum_norm_not_any_minimiser():
     X = np.vstack([base, base[:1]])  # input 3 copies input 0: X Xᵀ is singular
     W_true = rng.standard_normal((2, 3))
     Y = W_true @ base
-    W = linear_regression(X, Y)
+    W = linear_regression(X.T, Y.T)
     np.testing.assert_allclose(W @ X, Y, atol=1e-12)  # a minimiser (exact fit)
     np.testing.assert_allclose(W[:, 0], W[:, 3], atol=1e-12)  # the even split
     np.testing.assert_allclose(W[:, 0] + W[:, 3], W_true[:, 0], atol=1e-12)
@@ -71,15 +71,15 @@ def test_singular_inputs_give_minimum_norm_not_any_minimiser():
     # more inputs than samples: also singular
     X_wide = rng.standard_normal((6, 4))
     Y_wide = rng.standard_normal((2, 4))
-    np.testing.assert_allclose(linear_regression(X_wide, Y_wide), Y_wide @ np.linalg.pinv(X_wide), atol=1e-12)
+    np.testing.assert_allclose(linear_regression(X_wide.T, Y_wide.T), Y_wide @ np.linalg.pinv(X_wide), atol=1e-12)
 
 
 @pytest.mark.parametrize("X,Y,name", [
-    (np.ones((3, 5)), np.ones((2, 4)), "samples"),
-    (np.ones(5), np.ones((2, 5)), "X"),
-    (np.ones((3, 5)), np.full((2, 5), np.nan), "Y"),
-    (np.full((3, 5), np.inf), np.ones((2, 5)), "X"),
-    ("abc", np.ones((2, 5)), "X"),
+    (np.ones((5, 3)), np.ones((4, 2)), "samples"),
+    (np.ones(5), np.ones((5, 2)), "X"),
+    (np.ones((5, 3)), np.full((5, 2), np.nan), "Y"),
+    (np.full((5, 3), np.inf), np.ones((5, 2)), "X"),
+    ("abc", np.ones((5, 2)), "X"),
 ])
 def test_linear_regression_refuses_bad_arguments(X, Y, name):
     with pytest.raises(ValueError, match=name):
@@ -102,7 +102,7 @@ def test_zero_depth_network_converges_to_the_analytic_map_at_the_predicted_rate(
     exactly (1 − η)^k (W_0 − W*): the bound is an equality up to rounding, and the test checks both sides.
     """
     labels, features = generate_hsd(3, 2, 0.15, 10_000, rng=7)
-    analytic = linear_regression(labels.T, features.T)
+    analytic = linear_regression(labels, features)
     np.testing.assert_array_equal(analytic, features.T)  # one-hot inputs: W* = Yᵀ exactly
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(2021)
@@ -130,7 +130,7 @@ def test_deep_network_converges_to_the_analytic_map_at_the_predicted_rate(tree_d
     residual r₁ at epoch n₁ the residual at n₁ + Δ is at most r₁ (1 − 2η s_min)^Δ.
     """
     labels, features = tree_data
-    analytic = linear_regression(labels.T, features.T)
+    analytic = linear_regression(labels, features)
     P, n_out = features.shape
     s = np.linalg.svd(features, compute_uv=False)
     lr = 0.4 * P * n_out / (2 * s[0])  # η s_max = 0.4; the stable bound is η s_max < 1

@@ -258,13 +258,15 @@ def test_gap_at_half_time_is_proportional_to_eta():
         (dict(s=[1.0, -2.0]), "s must be > 0"),
         (dict(s=np.inf), "s must be finite"),
         (dict(a0=-1e-3), "a0 must be >= 0"),
-        (dict(tau=0.0), "tau must be finite and > 0"),
-        (dict(tau=np.inf), "tau must be finite and > 0"),
-        (dict(tau=np.array([1.0, 2.0])), "tau must be a real number"),
+        (dict(tau=0.0), "tau must be > 0"),
+        (dict(tau=np.inf), "tau must be finite"),
+        (dict(tau=[1.0, -1.0]), "tau must be > 0"),
+        (dict(tau=np.array([1.0, 2.0]), s=[1.0, 2.0, 3.0]), "t, s, a0, tau must broadcast"),
+        (dict(tau="slow"), "tau must be a numeric array"),
         (dict(depth=0), "depth must be an integer >= 1"),
         (dict(depth=2.5), "depth must be an integer"),
         (dict(s="big"), "s must be a numeric array"),
-        (dict(t=[1.0, 2.0], s=[1.0, 2.0, 3.0]), "t, s, a0 must broadcast"),
+        (dict(t=[1.0, 2.0], s=[1.0, 2.0, 3.0]), "t, s, a0, tau must broadcast"),
     ],
 )
 def test_mode_strength_refuses(kwargs, match):
@@ -290,3 +292,12 @@ def test_mode_strength_discrete_refuses(kwargs, match):
     args = dict(n_steps=5, s=2.0, a0=1e-3, eta=0.1, depth=2) | kwargs
     with pytest.raises(ValueError, match=match):
         mode_strength_discrete(**args)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_mode_strength_broadcasts_an_array_of_time_constants(depth):
+    """A sweep over learning rates needs one τ per lr: τ broadcasts like t, s and a0 (issue: it was refused)."""
+    t, taus = np.arange(0, 200, 7.0)[:, None], np.array([10.0, 25.0, 60.0])
+    got = mode_strength(t, 2.0, 1e-4, taus, depth)
+    want = np.stack([mode_strength(t[:, 0], 2.0, 1e-4, tau, depth) for tau in taus], axis=1)
+    np.testing.assert_array_equal(got, want)

@@ -20,9 +20,10 @@ from .coupled import (
 )
 from .curvature import StableLR, balanced_best_fit, sharpness, stable_lr
 from .divergence import divergence_fraction, divergence_lr
+from .errors import OrbitDivergenceError
 from .hierarchy import MAX_DENSE_ITEMS, MAX_ITEMS, HierarchySpectrum, hierarchy_spectrum
 from .init import expected_initial_mode_strength, initial_mode_strength
-from .modes import DIVERGENCE_FACTOR, mode_strength, mode_strength_discrete
+from .modes import ORBIT_ESCAPE_FACTOR, mode_strength, mode_strength_discrete
 from .observables import loss_from_modes, outputs_from_modes, rsm_from_modes, w_tot_from_modes
 from .predict import THEORIES, Prediction, predictor
 from .projected import (
@@ -58,10 +59,11 @@ __all__ = [
     "exact_trajectory",
     "exact_flow",
     "THEORIES",
+    "OrbitDivergenceError",
     "Prediction",
     "predictor",
     # modes, stability, divergence, hierarchy, init
-    "DIVERGENCE_FACTOR",
+    "ORBIT_ESCAPE_FACTOR",
     "mode_strength",
     "mode_strength_discrete",
     "DISCRETE_STEP_CAP",

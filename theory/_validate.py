@@ -70,7 +70,8 @@ def nonnegative_array(name: str, value, *, strict: bool = False) -> np.ndarray:
     if bad.any():
         bound = "> 0" if strict else ">= 0"
         raise ValueError(
-            f"{name} must be {bound} everywhere, got {int(bad.sum())} offending entries, e.g. {name}={arr[bad].flat[0]!r}"
+            f"{name} must be {bound} everywhere, got {int(bad.sum())} offending entries, "
+            f"e.g. {name}={arr[bad].flat[0]!r}"
         )
     return arr
 

@@ -42,7 +42,9 @@ import numpy as np
 from scipy.linalg import null_space, qr, solve_triangular
 
 from ._validate import as_float_array, integer, positive, times
-from .state import RANK_EPS_FACTOR, chained_weights as _chained
+from .errors import OrbitDivergenceError
+from .state import RANK_EPS_FACTOR
+from .state import chained_weights as _chained
 
 __all__ = ["growing_part", "initial_mode_matrix", "coupled_modes_discrete", "coupled_modes_continuous",
            "MAX_STEP_EXPONENT"]
@@ -156,7 +158,7 @@ def coupled_modes_discrete(n_steps, s, M0, eta, *, factor=None) -> np.ndarray:
                 M = Z.T @ Z
             out[k + 1] = M = 0.5 * (M + M.T)
     if not np.isfinite(out).all():
-        raise ValueError(f"eta={eta!r} makes the coupled map diverge (stability needs roughly η·s_max < 1); "
+        raise OrbitDivergenceError(f"eta={eta!r} makes the coupled map diverge (stability needs roughly η·s_max < 1); "
                          "lower the learning rate (see theory.stability.max_stable_lr)")
     return out
 
@@ -172,7 +174,7 @@ def _factor(M0: np.ndarray, factor) -> tuple[np.ndarray, bool]:
         _, sv, Wt = np.linalg.svd(A, full_matrices=False)
         keep = sv > RANK_EPS_FACTOR * eps * max(A.shape) * sv.max(initial=0.0)
         if keep.sum() == r:
-            return np.linalg.qr(A, mode="r"), True
+            return np.asarray(np.linalg.qr(A, mode="r")), True
         return sv[keep, None] * Wt[keep], False
     if not (M0 - np.diag(np.diag(M0))).any():  # diagonal (decoupled) start: exact square roots
         d = np.diag(M0)
@@ -203,7 +205,7 @@ def _deficient_step(A: np.ndarray, s: np.ndarray, h: float) -> np.ndarray:
     # Triangularise A in order of decreasing s (A ← QᵀA, M unchanged): a fast mode's scaled row then has no
     # component along slower modes' hidden directions, which the solve below would cancel catastrophically.
     by_s = np.argsort(-s, kind="stable")
-    A = np.linalg.qr(A[:, by_s], mode="r")[:, np.argsort(by_s)]
+    A = np.asarray(np.linalg.qr(A[:, by_s], mode="r"))[:, np.argsort(by_s)]
     c2 = np.where(s > 0, np.expm1(2.0 * s * h) / np.where(s > 0, s, 1.0), 2.0 * h)
     stacked = np.vstack([np.eye(A.shape[0]), np.sqrt(c2)[:, None] * A.T])
     # Row sorting + column pivoting keep Householder QR row-wise stable on this graded stack (Cox & Higham 1998).

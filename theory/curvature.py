@@ -171,6 +171,7 @@ def stable_lr(X, Y, depth: int = 2, *, hidden=None, weights=None, reduction: str
     depth = integer("depth", depth, minimum=1)
     choice("reduction", reduction, ("mean", "sum"))
     per_lr = learning_rate_to_eta(1.0, X.shape[0], Y.shape[1], reduction)
+    widths: tuple[int, ...]
     if hidden is None:
         widths = ()
     elif isinstance(hidden, (int, np.integer)):

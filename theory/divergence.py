@@ -133,7 +133,7 @@ def divergence_lr(X, Y, depth: int = 2, *, hidden=None, reduction: str = "mean",
         width = min(hidden) if hasattr(hidden, "__len__") else integer("hidden", hidden, minimum=1)
     s_max = float(io_svd(X, Y)[1][0])
     bound = float(max_stable_lr(s_max, np.shape(X)[0], np.shape(Y)[1], depth=depth, reduction=reduction))
-    run = dict(depth=depth, width=width, horizon=horizon, n_perturbations=n_perturbations)
+    run: dict = dict(depth=depth, width=width, horizon=horizon, n_perturbations=n_perturbations)
     lo, hi = 1.0 - GRID_STEPS[0], F_MAX  # the answer lies in (lo, hi]
     found = False
     for step in GRID_STEPS:

@@ -24,13 +24,14 @@ from __future__ import annotations
 import numpy as np
 
 from ._validate import broadcast, integer, nonnegative_array, positive, times
+from .errors import OrbitDivergenceError
 
-__all__ = ["mode_strength", "mode_strength_discrete", "DIVERGENCE_FACTOR"]
+__all__ = ["mode_strength", "mode_strength_discrete", "ORBIT_ESCAPE_FACTOR"]
 
 # The discrete orbit counts as diverged once |a| exceeds this multiple of max(s, a₀): a bounded orbit overshoots
 # s by at most a factor (2 + ηs)/(ηs) ≤ 1 + 2/(ηs) (depth 2, ηs ≤ 2), i.e. < 1e6 unless ηs < 2e-6, where no
 # overshoot happens at all; an escaping orbit passes 1e6 within a few steps and long before overflow.
-DIVERGENCE_FACTOR = 1e6
+ORBIT_ESCAPE_FACTOR = 1e6
 
 # Bisection steps on the log-gain for depth ≥ 3: 2⁻⁶⁴·|ln w₀| ≤ 2⁻⁶⁴·745 ≈ 4e-17 is below one float64 ulp of a.
 _BISECTION_STEPS = 64
@@ -135,19 +136,19 @@ def mode_strength(t, s, a0, tau, depth: int = 2) -> np.ndarray:
     result is accurate to ~1e-12 relative.
 
     Glossary: t ≥ 0 epochs (``np.inf`` allowed: a = s); s > 0 singular value of Σʸˣ (callers handle zero
-    singular values themselves; they are refused here); a₀ ≥ 0 initial strength; τ > 0 time constant in epochs;
-    depth = L ≥ 1 number of weight matrices.
+    singular values themselves; they are refused here); a₀ ≥ 0 initial strength; τ > 0 time constant in epochs
+    (an array too, e.g. one per learning rate of a sweep); depth = L ≥ 1 number of weight matrices.
 
-    Returns a float64 array of the broadcast shape of (t, s, a0).
+    Returns a float64 array of the broadcast shape of (t, s, a0, tau).
 
     References: Saxe, McClelland & Ganguli, arXiv:1312.6120 (depth-2 solution; deeper networks);
     PNAS 116:11537 (2019).
     """
     t = times("t", t)
     s, a0 = _mode_args(s, a0)
-    tau = positive("tau", tau)
+    tau = nonnegative_array("tau", tau, strict=True)
     depth = integer("depth", depth, minimum=1)
-    t, s, a0 = broadcast(t=t, s=s, a0=a0)
+    t, s, a0, tau = broadcast(t=t, s=s, a0=a0, tau=tau)
     if depth == 1:
         with np.errstate(invalid="ignore"):
             out = np.where(a0 == s, s, s + (a0 - s) * np.exp(-t / tau))
@@ -158,7 +159,7 @@ def mode_strength(t, s, a0, tau, depth: int = 2) -> np.ndarray:
         out = np.where(a0 == 0, 0.0, s)
         todo = np.isfinite(t) & (a0 != s) & (a0 > 0) & (t > 0)
         if todo.any():
-            T = t[todo] / tau * s[todo] ** (2.0 - 2.0 / depth)
+            T = t[todo] / tau[todo] * s[todo] ** (2.0 - 2.0 / depth)
             out[todo] = _deep(T, s[todo], a0[todo], depth)
     return np.where(t == 0, a0, out)
 
@@ -186,8 +187,8 @@ def mode_strength_discrete(n_steps, s, a0, eta, depth: int = 2) -> np.ndarray:
     η > 0 per-epoch rate, η = 2·lr/(P·N_out) for torch's mean MSELoss; depth = L ≥ 1.
 
     Returns an array of shape (n_steps + 1, *broadcast(s, a0).shape); row k holds a after k updates, row 0 = a₀.
-    Raises ``ValueError`` if an orbit diverges (non-finite or |a| > ``DIVERGENCE_FACTOR``·max(s, a₀)): η is then beyond
-    the stable range of :mod:`theory.stability`.
+    Raises :class:`theory.OrbitDivergenceError` (a ``ValueError``) if an orbit diverges (non-finite or
+    |a| > ``ORBIT_ESCAPE_FACTOR``·max(s, a₀)): η is then beyond the stable range of :mod:`theory.stability`.
 
     References: Saxe, McClelland & Ganguli, arXiv:1312.6120 (the decoupled learning dynamics); PNAS 116:11537.
     """
@@ -199,7 +200,7 @@ def mode_strength_discrete(n_steps, s, a0, eta, depth: int = 2) -> np.ndarray:
     out = np.empty((n_steps + 1, *s.shape))
     u = a0 ** (1.0 / depth)
     out[0] = a0
-    limit = DIVERGENCE_FACTOR * np.maximum(s, a0)
+    limit = ORBIT_ESCAPE_FACTOR * np.maximum(s, a0)
     for k in range(1, n_steps + 1):
         with np.errstate(over="ignore", invalid="ignore"):
             u = u + eta * u ** (depth - 1) * (s - u**depth)
@@ -217,7 +218,7 @@ def _raise_divergence(k: int, eta: float, s: float, depth: int) -> None:
     bound = f"the fixed point a = s is stable only for eta < 2/(L·s^(2−2/L)) = {max_stable_eta(s, depth):.6g}"
     if depth == 2:
         bound += f", and orbits escape for eta > 2/s = {escape_eta(s):.6g}"
-    raise ValueError(
+    raise OrbitDivergenceError(
         f"eta is beyond the stable range: the SGD orbit of the mode with s={s!r} diverged at step {k} "
         f"with {eta=}, {depth=}; {bound} (theory.stability.max_stable_lr / escape_lr give the learning rates)"
     )

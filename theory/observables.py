@@ -57,7 +57,7 @@ def _select(name: str, index, n: int):
     if index is None:
         return slice(None)
     if isinstance(index, numbers.Integral) and not isinstance(index, bool):
-        if not -n <= index < n:
+        if not -n <= int(index) < n:
             raise ValueError(f"{name} must index one of {n} entries, got {name}={index}")
         return int(index)
     arr = np.asarray(index)

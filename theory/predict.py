@@ -38,7 +38,7 @@ import numpy as np
 from . import coupled as _coupled
 from ._validate import as_float_array, choice, integer
 from .correlations import io_svd, learning_rate_to_eta
-from .curvature import stable_lr
+from .curvature import StableLR, stable_lr
 from .init import expected_initial_mode_strength, initial_mode_strength
 from .observables import end_to_end, gram_rsm, selected_outputs, squared_error
 from .stability import DISCRETE_STEP_CAP
@@ -90,11 +90,11 @@ class Prediction:
     widths: tuple
     a0: np.ndarray
     applicable: dict = field(repr=False)
-    bounds: object = field(repr=False)
+    bounds: StableLR = field(repr=False)
     X: np.ndarray = field(repr=False)
     reduction: str = field(repr=False)
     fitted: np.ndarray = field(repr=False)  # singular values of Ŷ = X W*ᵀ, the least-squares outputs
-    _traj: object = field(repr=False)
+    _traj: Exact | Coupled | Scalar = field(repr=False)
     _lstsq: np.ndarray = field(repr=False)  # M̄* in the trajectory's bases
     _unfittable: float = field(repr=False)
     _sxx: np.ndarray | None = field(repr=False)
@@ -252,8 +252,9 @@ class Prediction:
             hit = reached.any(axis=0)
             first = reached.argmax(axis=0)
             for a in np.flatnonzero(hit):
-                k = first[a]
-                out[a] = t[k] if self.method == "discrete" or k == 0 else self._refine(a, t[k - 1], t[k], target[a])
+                k = int(first[a])
+                out[a] = t[k] if self.method == "discrete" or k == 0 else \
+                    self._refine(int(a), t[k - 1], t[k], target[a])
             todo &= ~hit
             start, end = end + (self.method == "discrete"), 4 * end
         return out
@@ -367,13 +368,16 @@ def predictor(X, Y, lr, *, theory=None, method="discrete", depth=None, reduction
                          "iterate the maps anyway")
     W_star = np.linalg.lstsq(X, Y, rcond=None)[0].T
     fitted = np.linalg.svd(X @ W_star.T, compute_uv=False)
+    traj: Exact | Coupled | Scalar
     if theory == "exact":
+        assert ws is not None  # applicable["exact"] is "" only with weights
         st = exact_state(X, Y, ws)
         traj = Exact(st, eta, method)
         lstsq, unfittable, sxx = st.lstsq, st.unfittable, st.sxx
     else:
         lstsq, unfittable, sxx = U.T @ W_star @ V, float(np.sum((Y - X @ W_star.T) ** 2)), None
         if theory == "coupled":
+            assert ws is not None  # applicable["coupled"] is "" only with weights
             traj = Coupled(U, s, V, _coupled.growing_part(ws[0], ws[1], U, V), eta, method)
         else:
             if a0 is not None:

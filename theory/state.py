@@ -45,6 +45,7 @@ from scipy.linalg import null_space
 
 from ._validate import as_float_array, integer, positive
 from .correlations import WHITENED_RTOL, io_svd
+from .errors import OrbitDivergenceError
 
 __all__ = ["ExactState", "exact_state", "product", "descent_directions", "sgd_step", "exact_trajectory", "exact_flow",
            "iterate", "flow", "chained_weights", "is_whitened", "RANK_EPS_FACTOR", "DIVERGED_ABOVE", "ODE_RTOL"]
@@ -240,8 +241,8 @@ def iterate(n_steps, layers, target, eta, sxx=None) -> tuple[np.ndarray, np.ndar
             else:
                 prods[k] = product(layers)
             if not np.abs(prods[k]).max(initial=0.0) <= scale:  # NaN compares False
-                raise ValueError(f"eta={eta!r} makes the exact SGD map diverge (at step {k}); lower the learning "
-                                 "rate (theory.stable_lr and theory.divergence_lr give the bounds)")
+                raise OrbitDivergenceError(f"eta={eta!r} makes the exact SGD map diverge (at step {k}); lower the "
+                                           "learning rate (theory.stable_lr and theory.divergence_lr give the bounds)")
     return prods, grams
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import coupled as _coupled
+from .errors import OrbitDivergenceError
 from .modes import mode_strength, mode_strength_discrete
 from .stability import DISCRETE_STEP_CAP
 from .state import DIVERGED_ABOVE, ODE_RTOL, ExactState, exact_flow, product, sgd_step
@@ -34,13 +35,15 @@ CHECKPOINT_EVERY = 64
 LIMIT_RTOL = 1e-12
 
 
-def _diverged(eta: float, k: int) -> ValueError:
-    return ValueError(f"eta={eta!r} makes the exact SGD map diverge (at step {k}); lower the learning rate "
+def _diverged(eta: float, k: int) -> OrbitDivergenceError:
+    return OrbitDivergenceError(f"eta={eta!r} makes the exact SGD map diverge (at step {k}); lower the learning rate "
                       "(theory.stable_lr and theory.divergence_lr give the bounds)")
 
 
 class _Checkpointed:
     """A discrete map ``state ← step(state)`` evaluated at any epochs by re-iterating from stored checkpoints."""
+
+    _bound: float  # |M̄| beyond which the orbit counts as diverged (set by each subclass)
 
     def __init__(self, start, eta: float):
         self.eta = eta
@@ -158,7 +161,7 @@ class Scalar:
     def __init__(self, U, s, V, a0: np.ndarray, eta: float, depth: int, method: str):
         self.Ubar, self.Vbar = U, V
         self.s, self.a0, self.eta, self.tau, self.depth, self.method = s, a0, eta, 1.0 / eta, depth, method
-        self._cache = None
+        self._cache: np.ndarray | None = None
 
     def strengths(self, t: np.ndarray) -> np.ndarray:
         if self.method == "continuous":
@@ -167,9 +170,10 @@ class Scalar:
         if self._cache is None or self._cache.shape[0] <= n:
             have = -1 if self._cache is None else self._cache.shape[0] - 1
             try:  # grow geometrically so that a loop over scalar t stays linear in total cost
-                self._cache = _strengths_discrete(max(n, 2 * have), self.s, self.a0, self.eta, self.depth)
-            except ValueError:
-                self._cache = _strengths_discrete(n, self.s, self.a0, self.eta, self.depth)
+                cache = _strengths_discrete(max(n, 2 * have), self.s, self.a0, self.eta, self.depth)
+            except OrbitDivergenceError:
+                cache = _strengths_discrete(n, self.s, self.a0, self.eta, self.depth)
+            self._cache = cache
         return self._cache[t.astype(np.intp)]
 
     def _as_state(self, a: np.ndarray):
@@ -229,5 +233,5 @@ def _strengths_discrete(n: int, s, a0, eta, depth) -> np.ndarray:
             u = u - eta * u ** (2 * depth - 1)
             out[k, rest] = u**depth
     if not np.isfinite(out).all():
-        raise ValueError(f"eta={eta!r} makes the discrete map diverge; lower the learning rate")
+        raise OrbitDivergenceError(f"eta={eta!r} makes the discrete map diverge; lower the learning rate")
     return out

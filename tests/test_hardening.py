@@ -1,0 +1,234 @@
+"""No traceback, no stale result, no silent guess: each case of the hardening issue, tried as a user would."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import saxe
+import theory
+from experiments import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _csv(tmp_path: Path, text: str, name: str = "good.csv") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+GOOD = "item,f1,f2,f3\na,1,0,1\nb,0,1,1\nc,1,1,0\n"
+
+
+def _run(args, capsys):
+    rc = cli.main(args)
+    return rc, capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ exit codes
+def test_an_lr_that_diverges_is_refused_before_training_with_exit_2(tmp_path, capsys):
+    out = tmp_path / "o"
+    rc, err = _run(["verify", "--data", str(_csv(tmp_path, GOOD)), "--lr", "1e9", "--out", str(out), "--quiet"],
+                   capsys)
+    assert rc == 2 and "above the stable bound" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_huge_values_are_refused_with_their_location(tmp_path, capsys):
+    data = _csv(tmp_path, "item,f1,f2\na,1,0\nb,1e300,1\n", "huge.csv")
+    rc, err = _run(["verify", "--data", str(data), "--out", str(tmp_path / "o"), "--quiet"], capsys)
+    assert rc == 2 and f"{data}:3:2:" in err and "rescale" in err
+
+
+@pytest.mark.parametrize("text, where", [
+    ("item,f1,f2\na,1_000,0\nb,1,1\n", ":2:2: non-numeric value '1_000'"),
+    ("item,f1,f2\na,0x1f,0\nb,1,1\n", ":2:2: non-numeric value '0x1f'"),
+    ("item,f1,f1\na,1,0\nb,1,1\n", ":1:3: duplicate feature name 'f1'"),
+    (",,\na,1,0\nb,1,1\n", ":1:2: empty feature name"),
+])
+def test_silently_accepted_cells_and_headers_are_refused(tmp_path, capsys, text, where):
+    data = _csv(tmp_path, text, "t.csv")
+    rc, err = _run(["verify", "--data", str(data), "--out", str(tmp_path / "o"), "--quiet"], capsys)
+    assert rc == 2 and where in err
+
+
+def test_training_that_diverges_exits_3_and_leaves_no_folder(tmp_path, capsys, monkeypatch):
+    from experiments import verify
+
+    def diverge(*args, **kwargs):
+        raise saxe.DivergenceError(7, 1.0, float("nan"), None, "the loss is no longer finite")
+
+    monkeypatch.setattr(verify, "train_run", diverge)
+    out = tmp_path / "o"
+    rc, err = _run(["verify", "--quick", "--out", str(out), "--quiet"], capsys)
+    assert rc == 3 and "diverged" in err and "epoch 7" in err and not out.exists()
+
+
+def test_a_theory_orbit_that_diverges_exits_3(tmp_path, capsys, monkeypatch):
+    from experiments import verify_checks
+
+    def diverge(*args, **kwargs):
+        raise theory.OrbitDivergenceError("eta=1 makes the exact SGD map diverge (at step 3)")
+
+    monkeypatch.setattr(verify_checks, "predict", diverge)
+    rc, err = _run(["verify", "--quick", "--out", str(tmp_path / "o"), "--quiet"], capsys)
+    assert rc == 3 and "exact SGD map diverge" in err
+
+
+def test_an_unwritable_out_folder_fails_before_training_with_exit_4(tmp_path, capsys, monkeypatch):
+    from experiments import outdir, verify
+
+    trained = []
+    monkeypatch.setattr(verify, "train_run", lambda *a, **k: trained.append(1))
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(outdir.tempfile, "mkstemp", refuse)
+    out = tmp_path / "o"
+    rc, err = _run(["verify", "--quick", "--out", str(out), "--quiet"], capsys)
+    assert rc == 4 and "cannot write there" in err and not trained and not out.exists()
+
+
+@pytest.mark.skipif(shutil.which("chattr") is None or os.geteuid() != 0, reason="chattr +i needs root")
+def test_an_immutable_out_folder_fails_before_training(tmp_path, capsys):
+    out = tmp_path / "immutable"
+    out.mkdir()
+    if subprocess.run(["chattr", "+i", str(out)], capture_output=True).returncode != 0:
+        pytest.skip("this filesystem does not support chattr +i")
+    try:
+        rc, err = _run(["verify", "--quick", "--out", str(out), "--quiet"], capsys)
+    finally:
+        subprocess.run(["chattr", "-i", str(out)], check=True)
+    assert rc == 4 and "cannot write there" in err and not any(out.iterdir())
+
+
+# ------------------------------------------------------------------------------------------ stale results
+def test_a_previous_run_is_never_left_looking_fresh(tmp_path, capsys, monkeypatch):
+    good, other = _csv(tmp_path, GOOD), _csv(tmp_path, GOOD.replace("c,1,1,0", "c,0,0,1"), "other.csv")
+    out = tmp_path / "ow"
+    assert cli.main(["verify", "--data", str(good), "--out", str(out), "--quiet"]) == 0
+    first = sorted(p.name for p in out.iterdir())
+    assert "metrics.json" in first and any(n.startswith("good_") for n in first)
+    # a second run into the same folder is refused without --force, and the folder is untouched
+    rc, err = _run(["verify", "--data", str(other), "--out", str(out), "--quiet"], capsys)
+    assert rc == 2 and "--force" in err and sorted(p.name for p in out.iterdir()) == first
+    # with --force a run that fails leaves no metrics.json behind (it is removed before any work)
+    from experiments import verify
+
+    monkeypatch.setattr(verify, "train_run", lambda *a, **k: (_ for _ in ()).throw(
+        saxe.DivergenceError(1, 1.0, float("nan"), None, "boom")))
+    rc, _ = _run(["verify", "--data", str(other), "--out", str(out), "--quiet", "--force"], capsys)
+    assert rc == 3 and not (out / "metrics.json").exists() and not list(out.glob("good_*.png"))
+    monkeypatch.undo()
+    # and a successful --force run leaves only its own files
+    assert cli.main(["verify", "--data", str(other), "--out", str(out), "--quiet", "--force"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert not [n for n in names if n.startswith("good_")] and any(n.startswith("other_") for n in names)
+
+
+def test_result_files_honour_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "perm"
+        assert cli.main(["verify", "--data", str(_csv(tmp_path, GOOD)), "--out", str(out), "--quiet"]) == 0
+    finally:
+        os.umask(old)
+    for p in out.iterdir():
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644, p.name
+
+
+# ------------------------------------------------------------------------------------------ messages
+def test_gamma_messages_agree(tmp_path, capsys):
+    for value in ("-1", "0"):
+        rc, err = _run(["verify", "--quick", "--gamma", value, "--out", str(tmp_path / "o"), "--quiet"], capsys)
+        assert rc == 2 and "--gamma must be > 0 and finite" in err
+
+
+def test_api_misuse_names_the_argument():
+    with pytest.raises(ValueError, match="model must be a torch.nn.Module.*got str"):
+        saxe.initializer_("net", gamma=1e-3)
+    X, Y = saxe.generate_hsd(n_features=40, rng=0)
+    good = [np.zeros((30, 8)), np.zeros((40, 30))]
+    with pytest.raises(ValueError, match=r"weights must chain: weights\[1\] has 29 columns .* weights\[0\] has 30 rows"):
+        theory.predictor(X, Y, 1.0, weights=[good[0], np.zeros((40, 29))])
+    with pytest.raises(ValueError, match="same number of rows"):
+        theory.predictor(X[:7], Y, 1.0, weights=good)
+
+
+def test_linear_regression_is_sample_major_like_everything_else():
+    X, Y = saxe.generate_hsd(n_features=40, rng=0)
+    np.testing.assert_array_equal(saxe.linear_regression(np.eye(8), Y), Y.T)  # was Y (the tutorial's layout)
+    assert saxe.linear_regression(X, Y).shape == (40, 8)  # (N_out, N_in) like W_tot
+
+
+def test_randomness_is_never_global():
+    net = saxe.LNNet(3, 4, 5)
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    saxe.initializer_(net, 1.0)  # generator=None: a fresh OS-seeded generator
+    a = saxe.weights(net)[0].detach().clone()
+    saxe.initializer_(net, 1.0)
+    assert torch.equal(torch.get_rng_state(), state)  # the global RNG was not touched
+    assert not torch.equal(a, saxe.weights(net)[0])  # and the draws are not a fixed seed
+
+
+def test_constants_say_what_they_measure():
+    assert saxe.LOSS_DIVERGENCE_FACTOR == 1e4 and theory.ORBIT_ESCAPE_FACTOR == 1e6
+    assert not hasattr(saxe, "DIVERGENCE_FACTOR") and not hasattr(theory, "DIVERGENCE_FACTOR")
+
+
+# ------------------------------------------------------------------------------------------ long work, logs
+def test_train_can_show_progress_and_logs_get_no_escape_codes(tmp_path, capfd):
+    X, Y = saxe.generate_hsd(n_features=20, rng=0)
+    saxe.train(saxe.LNNet(8, 4, 20), X, Y, 50, 1.0, progress=True)
+    assert "saxe.train" in capfd.readouterr().err
+    with pytest.raises(ValueError, match="progress must be"):
+        saxe.train(saxe.LNNet(8, 4, 20), X, Y, 5, 1.0, progress="yes")
+    # the CLI with stderr redirected (not a TTY): plain lines, no carriage returns or cursor codes
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "saxe", "verify", "--data", str(_csv(tmp_path, GOOD)),
+                           "--out", str(tmp_path / "log")], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stderr and "\x1b[" not in proc.stderr and "epochs in" in proc.stderr
+    assert proc.stdout.splitlines()[0].startswith(("PASS", "    "))  # results start on their own line
+
+
+# ------------------------------------------------------------------------------------------ the CLI itself
+def test_python_m_saxe_works_from_a_folder_with_its_own_experiments_and_theory(tmp_path):
+    for pkg in ("experiments", "theory"):
+        (tmp_path / pkg).mkdir()
+        (tmp_path / pkg / "__init__.py").write_text(f"raise ImportError('the user\\'s own {pkg} package')\n")
+    proc = subprocess.run([sys.executable, "-m", "saxe", "verify", "--quick", "--quiet", "--out", "o"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "o" / "metrics.json").exists()
+
+
+def test_version_help_and_defaults(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0 and "saxe-dln" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = capsys.readouterr().out
+    assert "``" not in text and "exit codes" in text
+    parser = cli.build_parser()
+    assert parser.parse_args(["tutorial"]).out == "tutorial_out"
+    assert parser.parse_args(["verify"]).out == "verify_out"
+
+
+def test_metrics_record_complete_runs_only(tmp_path):
+    out = tmp_path / "m"
+    assert cli.main(["verify", "--data", str(_csv(tmp_path, GOOD)), "--out", str(out), "--quiet"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["runs"]["good"]["figures"]) <= {p.name for p in out.iterdir()}
