@@ -7,9 +7,10 @@ with :func:`experiments.report.save_figure`.
 
 Conventions: row k of every record is the state after k updates (``saxe.train``), so the x axis of every
 learning curve is ``0 … n_epochs``. Measured curves are solid; theory is drawn on top as thin black dashes
-and labelled :data:`THEORY_LABEL`. Singular values are normalised by the largest *measured* one (as the
-tutorial), and the theory with the same factor, so both share one axis. RSMs are normalised by the largest
-measured entry over all epochs (as the tutorial) and the prediction by the same factor.
+and labelled :data:`THEORY_LABEL`. Singular values are divided by ``s_max`` — pass the largest singular value of
+Σʸˣ, what the top mode saturates at, so that a run that learns nothing stays near 0 instead of being blown up to
+1 — or, without it, by the largest *measured* one (as the tutorial); the theory by the same factor. Loss axes
+never use an offset (no "1e-7+1" labels). RSM figures: :mod:`experiments.plots_rsm`.
 
 Fixed tutorial bugs: ``plt.cm.get_cmap`` (removed from matplotlib) → ``matplotlib.colormaps[..].resampled``;
 ``plot_loss_sv_rsm`` read a global ``item_names`` and sized its ticks by the number of singular values
@@ -22,7 +23,6 @@ from typing import Sequence
 
 import matplotlib
 import numpy as np
-from matplotlib.animation import FuncAnimation, PillowWriter
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
@@ -31,13 +31,11 @@ from mpl_toolkits.axes_grid1 import make_axes_locatable
 
 __all__ = [
     "THEORY_LABEL", "MEASURED_LABEL", "TREE_FEATURES", "new_figure", "plot_tree_data", "plot_hier_data",
-    "plot_loss", "plot_loss_sv", "plot_loss_sv_twin", "plot_ills_sv_twin", "plot_rsm_dynamics", "RsmAnimation",
-    "animate_rsm", "save_gif",
+    "plot_loss", "plot_loss_sv", "plot_loss_sv_twin", "plot_ills_sv_twin", "plot_feature_outputs",
 ]
 
 THEORY_LABEL = "theory (exact SGD map)"
 MEASURED_LABEL = "measured"
-RSM_CMAP = "Purples"
 _THEORY_STYLE = {"color": "k", "linestyle": (0, (4, 3)), "linewidth": 1.2, "zorder": 5}
 
 #: The tutorial's ten illustrative features (rows: items, columns: ``saxe.FEATURE_NAMES``), ±1.
@@ -80,7 +78,10 @@ def _theory(name: str, value, shape: tuple[int, ...]) -> np.ndarray | None:
     return a
 
 
-def _sv_scale(modes: np.ndarray) -> float:
+def _sv_scale(modes: np.ndarray, scale: float | None = None) -> float:
+    """``scale`` if given (and > 0), else the largest entry of ``modes`` (1 when there is none)."""
+    if scale is not None and np.isfinite(scale) and scale > 0:
+        return float(scale)
     m = float(np.max(modes)) if modes.size else 0.0
     return m if m > 0 and np.isfinite(m) else 1.0
 
@@ -92,9 +93,9 @@ def _legend(ax, measured_color: str, theory: bool, loc="best", **kwargs):
     ax.legend(handles=handles, loc=loc, fontsize=9, framealpha=0.85, **kwargs)
 
 
-def _plot_svs(ax, x, modes, theory_modes, cmap_name: str):
+def _plot_svs(ax, x, modes, theory_modes, cmap_name: str, s_max: float | None = None):
     """Normalised singular values (solid, one colour each) and the theory (black dashes) on ``ax``."""
-    scale = _sv_scale(modes)
+    scale = _sv_scale(modes, s_max)
     cmap = _cmap(cmap_name, modes.shape[1])
     for i in range(modes.shape[1]):
         ax.plot(x, modes[:, i] / scale, c=cmap(i), lw=2)
@@ -179,13 +180,15 @@ def plot_loss(losses, theory=None, *, title="Training loss (Mean Squared Error)"
     ax.set_xlabel("Epoch")
     ax.set_ylabel("MSE")
     ax.set_title(title)
+    ax.ticklabel_format(axis="y", useOffset=False)
     _legend(ax, color, theory is not None, loc="upper right")
     fig.tight_layout()
     return fig
 
 
-def plot_loss_sv(losses, modes, theory_loss=None, theory_modes=None, *, epochs=None) -> Figure:
-    """Two panels: the loss, and the singular values of W_tot normalised by their maximum (Set1 colours)."""
+def plot_loss_sv(losses, modes, theory_loss=None, theory_modes=None, *, epochs=None,
+                 s_max: float | None = None) -> Figure:
+    """Two panels: the loss, and the singular values of W_tot normalised by ``s_max`` (Set1 colours)."""
     losses, modes = _arr("losses", losses, 1), _arr("modes", modes, 2)
     theory_loss = _theory("theory_loss", theory_loss, losses.shape)
     theory_modes = _theory("theory_modes", theory_modes, modes.shape)
@@ -196,26 +199,28 @@ def plot_loss_sv(losses, modes, theory_loss=None, theory_modes=None, *, epochs=N
     plot1.plot(x, losses, color="r", lw=2)
     if theory_loss is not None:
         plot1.plot(x, theory_loss, **_THEORY_STYLE)
+    plot1.ticklabel_format(axis="y", useOffset=False)
     _legend(plot1, "r", theory_loss is not None, loc="upper right")
     plot2.set_title("Evolution of singular values (modes), normalised")
-    _plot_svs(plot2, x, modes, theory_modes, "Set1")
+    _plot_svs(plot2, x, modes, theory_modes, "Set1", s_max)
     _legend(plot2, "grey", theory_modes is not None, loc="lower right")
     plot2.set_xlabel("Epoch")
     fig.tight_layout()
     return fig
 
 
-def _twin(ax1, x, curve, theory_curve, modes, theory_modes, ylabel: str, lw=1.5):
+def _twin(ax1, x, curve, theory_curve, modes, theory_modes, ylabel: str, lw=1.5, s_max: float | None = None):
     ax1.set_xlabel("Epoch")
     ax1.set_ylabel(ylabel, c="r")
     ax1.tick_params(axis="y", labelcolor="r")
+    ax1.ticklabel_format(axis="y", useOffset=False)
     ax1.plot(x, curve, color="r", lw=lw)
     if theory_curve is not None:
         ax1.plot(x, theory_curve, **_THEORY_STYLE)
     ax2 = ax1.twinx()
     ax2.set_ylabel("Singular values (modes), normalised", c="b")
     ax2.tick_params(axis="y", labelcolor="b")
-    _plot_svs(ax2, x, modes, theory_modes, "winter")
+    _plot_svs(ax2, x, modes, theory_modes, "winter", s_max)
     ax1.set_zorder(ax2.get_zorder() + 1)  # the red curve on top of the singular values
     ax1.patch.set_visible(False)
     _legend(ax1, "grey", theory_curve is not None or theory_modes is not None, loc="lower right",
@@ -223,7 +228,8 @@ def _twin(ax1, x, curve, theory_curve, modes, theory_modes, ylabel: str, lw=1.5)
     return ax2
 
 
-def plot_loss_sv_twin(losses, modes, theory_loss=None, theory_modes=None, *, epochs=None) -> Figure:
+def plot_loss_sv_twin(losses, modes, theory_loss=None, theory_modes=None, *, epochs=None,
+                      s_max: float | None = None) -> Figure:
     """The tutorial's twin-axis "Learning Dynamics": loss (red, left) and singular values (winter, right)."""
     losses, modes = _arr("losses", losses, 1), _arr("modes", modes, 2)
     theory_loss = _theory("theory_loss", theory_loss, losses.shape)
@@ -232,13 +238,13 @@ def plot_loss_sv_twin(losses, modes, theory_loss=None, theory_modes=None, *, epo
     fig = new_figure((10, 5))
     ax1 = fig.add_subplot()
     ax1.set_title("Learning Dynamics")
-    _twin(ax1, x, losses, theory_loss, modes, theory_modes, "Mean Squared Error")
+    _twin(ax1, x, losses, theory_loss, modes, theory_modes, "Mean Squared Error", s_max=s_max)
     fig.tight_layout()
     return fig
 
 
 def plot_ills_sv_twin(illusions, modes, ill_label: str, theory_illusions=None, theory_modes=None, *,
-                      epochs=None) -> Figure:
+                      epochs=None, s_max: float | None = None) -> Figure:
     """Network prediction for one item/feature (red, left, in [−1, 1]) beside the singular values."""
     ill, modes = _arr("illusions", illusions, 1), _arr("modes", modes, 2)
     theory_illusions = _theory("theory_illusions", theory_illusions, ill.shape)
@@ -248,175 +254,42 @@ def plot_ills_sv_twin(illusions, modes, ill_label: str, theory_illusions=None, t
     ax1 = fig.add_subplot()
     ax1.set_title("Network training and the Illusory Correlations")
     ax1.axhline(0.0, color="0.7", lw=0.8, zorder=0)
-    _twin(ax1, x, ill, theory_illusions, modes, theory_modes, ill_label, lw=3)
+    _twin(ax1, x, ill, theory_illusions, modes, theory_modes, ill_label, lw=3, s_max=s_max)
     ax1.set_ylim(-1.05, 1.05)
     fig.tight_layout()
     return fig
 
 
-# ------------------------------------------------------------------------------------------------ RSMs
-def _rsm_panel(fig, ax, rsm, item_names, title: str, colorbar: bool, vmin: float, fontsize=None):
-    n = len(item_names)
-    im = ax.imshow(rsm, cmap=RSM_CMAP, vmin=vmin, vmax=1.0)
-    ax.set_title(title, fontsize=fontsize)
-    ax.set_yticks(np.arange(n), labels=item_names, fontsize=fontsize and fontsize * 0.8)
-    ax.set_xticks(np.arange(n), labels=item_names, rotation="vertical", fontsize=fontsize and fontsize * 0.8)
-    if colorbar:
-        cax = make_axes_locatable(ax).append_axes("right", size="5%", pad=0.1)
-        cbar = fig.colorbar(im, cax=cax, ticks=[vmin, 1.0])
-        cbar.ax.set_ylabel("Similarity (normalised)", fontsize=fontsize or 10)
-    return im
+def plot_feature_outputs(outputs, item_names: Sequence[str], feature: str, targets, theory_outputs=None, *,
+                         epochs=None) -> Figure:
+    """The network's output for one feature on every item over training (one colour per item), theory dashed.
 
-
-def _rsm_args(rsms, item_names, theory_rsms):
-    rsms = _arr("rsms", rsms, 3)
-    if rsms.shape[1] != rsms.shape[2] or rsms.shape[1] != len(item_names):
-        raise ValueError(f"rsms must be (n_epochs+1, P, P) with P = len(item_names) = {len(item_names)}, got "
-                         f"{rsms.shape}")
-    theory_rsms = _theory("theory_rsms", theory_rsms, rsms.shape)
-    scale = _sv_scale(rsms)
-    return rsms / scale, None if theory_rsms is None else theory_rsms / scale
-
-
-def plot_rsm_dynamics(losses, modes, rsms, epoch: int, item_names: Sequence[str], theory_loss=None,
-                      theory_modes=None, theory_rsms=None, *, vmin: float = 0.0) -> Figure:
-    """The tutorial's ``plot_loss_sv_rsm``: learning dynamics with ``epoch`` highlighted, and the RSM at it.
-
-    With ``theory_rsms`` the predicted RSM is drawn beside the measured one. RSMs are normalised by the
-    largest measured entry over all epochs; entries below ``vmin`` (0, as the tutorial) show as white.
+    Items whose target the tree already implies rise straight to it; an item that is the exception to its
+    branch (``targets`` against the grain of its siblings) first follows its siblings — the illusory
+    correlation — and only turns when the finer mode that separates it is learned.
     """
-    losses, modes = _arr("losses", losses, 1), _arr("modes", modes, 2)
-    item_names = list(item_names)
-    rsms, theory_rsms = _rsm_args(rsms, item_names, theory_rsms)
-    theory_loss = _theory("theory_loss", theory_loss, losses.shape)
-    theory_modes = _theory("theory_modes", theory_modes, modes.shape)
-    n_ep = losses.shape[0]
-    if not (isinstance(epoch, (int, np.integer)) and 0 <= epoch < n_ep):
-        raise ValueError(f"epoch must be an integer in [0, {n_ep - 1}], got {epoch!r}")
-    x = np.arange(n_ep)
-    with_theory = theory_rsms is not None
-    fig = new_figure((19, 5.5) if with_theory else (14, 5.5))
-    gs = fig.add_gridspec(1, 3 if with_theory else 2, width_ratios=[5, 3, 3] if with_theory else [5, 3])
-    ax1 = fig.add_subplot(gs[0])
-    ax1.set_title("Learning Dynamics", fontsize=16, loc="left")  # the legend sits top right
-    ax2 = _twin(ax1, x, losses, theory_loss, modes, theory_modes, "Mean Squared Error")
-    ax1.axvspan(epoch - 2, epoch + 2, alpha=0.2, color="m")
-    ax1.set_xlim(-1, n_ep)
-    ax2.set_xlim(-1, n_ep)
-    ax0 = fig.add_subplot(gs[1])
-    panels = [(ax0, rsms[epoch], MEASURED_LABEL)]
-    if with_theory:
-        panels.append((fig.add_subplot(gs[2]), theory_rsms[epoch], THEORY_LABEL))
-    for ax, rsm, label in panels:
-        _rsm_panel(fig, ax, rsm, item_names, f"RSM at epoch {epoch}\n({label})", True, vmin, fontsize=14)
-        peak = float(np.abs(rsm).max())
-        if peak < 0.01:  # say so, rather than leave a blank-looking panel
-            ax.text(0.5, 0.5, f"all entries ≈ 0\n(max |RSM| = {peak:.1e}\nof the largest over training)",
-                    transform=ax.transAxes, ha="center", va="center", fontsize=11, color="0.35")
+    outputs = _arr("outputs", outputs, 2)
+    item_names = [str(n) for n in item_names]
+    if outputs.shape[1] != len(item_names):
+        raise ValueError(f"outputs must be (n_epochs+1, P) with P = len(item_names) = {len(item_names)}, got "
+                         f"{outputs.shape}")
+    targets = np.asarray(targets, dtype=float)
+    theory_outputs = _theory("theory_outputs", theory_outputs, outputs.shape)
+    x = _epochs(outputs.shape[0], epochs)
+    fig = new_figure((10, 5))
+    ax = fig.add_subplot()
+    cmap = _cmap("tab10", len(item_names))
+    for i, name in enumerate(item_names):
+        ax.plot(x, outputs[:, i], color=cmap(i), lw=2.2, alpha=0.8, label=f"{name} (target {targets[i]:+g})")
+        if theory_outputs is not None:
+            ax.plot(x, theory_outputs[:, i], **_THEORY_STYLE)
+    if theory_outputs is not None:
+        ax.plot([], [], label=THEORY_LABEL, **_THEORY_STYLE)
+    ax.axhline(0.0, color="0.7", lw=0.8, zorder=0)
+    ax.set(xlabel="Epoch", ylabel=f"output for {feature}", title=f"The network's '{feature}' for every item")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9)
     fig.tight_layout()
     return fig
 
 
-class RsmAnimation:
-    """The RSM's evolution over epochs (the tutorial's epoch slider), ready to save with :func:`save_gif`.
 
-    ``fig`` is the figure, ``frames`` the epochs shown, ``update(epoch)`` redraws the data for one epoch and
-    returns the artists it changed. :meth:`funcanimation` gives a ``FuncAnimation`` for interactive use.
-    """
-
-    def __init__(self, fig: Figure, frames: list[int], update, artists: list, interval_ms: int):
-        self.fig, self.frames, self.update, self.artists, self.interval_ms = fig, frames, update, artists, interval_ms
-
-    def funcanimation(self) -> FuncAnimation:
-        return FuncAnimation(self.fig, self.update, frames=self.frames, interval=self.interval_ms, blit=False,
-                             repeat=False)
-
-
-def animate_rsm(rsms, item_names: Sequence[str], frames: Sequence[int] | None = None, theory_rsms=None, *,
-                vmin: float = 0.0, figsize=(6.4, 3.4), dpi: int = 80, interval_ms: int = 120) -> RsmAnimation:
-    """The RSM over epochs (measured, and the prediction beside it), in place of the tutorial's slider.
-
-    ``frames`` are the epochs (record rows) to show, e.g. ``range(0, n + 1, 5)``. Write it with
-    :func:`save_gif`.
-    """
-    item_names = list(item_names)
-    rsms, theory_rsms = _rsm_args(rsms, item_names, theory_rsms)
-    frames = [int(f) for f in (range(rsms.shape[0]) if frames is None else frames)]
-    if not frames or any(not (0 <= f < rsms.shape[0]) for f in frames):
-        raise ValueError(f"frames must be a non-empty list of epochs in [0, {rsms.shape[0] - 1}]")
-    panels = [(MEASURED_LABEL, rsms)] + ([(THEORY_LABEL, theory_rsms)] if theory_rsms is not None else [])
-    fig = new_figure(figsize if theory_rsms is not None else (figsize[0] * 0.6, figsize[1]), dpi=dpi)
-    axes = np.atleast_1d(fig.subplots(1, len(panels)))
-    images = [_rsm_panel(fig, ax, data[frames[0]], item_names, name, False, vmin, fontsize=9)
-              for ax, (name, data) in zip(axes, panels)]
-    suptitle = fig.suptitle(f"RSM at epoch {frames[0]}", fontsize=11)
-    fig.tight_layout(rect=(0, 0.02, 1, 1))  # equal-aspect images: tight_layout alone clips the tick labels
-
-    def update(k):
-        for im, (_, data) in zip(images, panels):
-            im.set_data(data[k])
-        suptitle.set_text(f"RSM at epoch {k}")
-        return [*images, suptitle]
-
-    return RsmAnimation(fig, frames, update, [*images, suptitle], interval_ms)
-
-
-class _AtomicPillowWriter(PillowWriter):
-    """``PillowWriter`` fed pre-rendered RGBA buffers, whose GIF goes through ``report.atomic_write``."""
-
-    cmap_name = RSM_CMAP
-
-    def grab_rgba(self, rgba: np.ndarray) -> None:
-        from PIL import Image
-
-        self._frames.append(Image.fromarray(np.ascontiguousarray(rgba[..., :3])))
-
-    def finish(self):
-        from PIL import Image
-
-        from .report import atomic_write
-
-        # One fixed palette for all frames (the colormap's colours + greys for text), no dithering: flat colours
-        # stay flat, so the GIF compresses well and does not flicker.
-        colours = np.vstack([matplotlib.colormaps[self.cmap_name](np.linspace(0, 1, 160))[:, :3],
-                             np.repeat(np.linspace(0, 1, 96)[:, None], 3, axis=1)])
-        palette = Image.new("P", (1, 1))
-        palette.putpalette((colours * 255).round().astype(np.uint8).ravel().tolist())
-        frames = [f.quantize(palette=palette, dither=Image.Dither.NONE) for f in self._frames]
-        with atomic_write(self.outfile, "wb") as fh:
-            frames[0].save(fh, format="GIF", save_all=True, append_images=frames[1:],
-                           duration=int(1000 / self.fps), loop=0)
-
-
-def save_gif(animation: RsmAnimation, path, *, fps: float = 8, progress=None):
-    """Write ``animation`` as an animated GIF with matplotlib's PillowWriter, atomically (temp file + rename).
-
-    The static parts are drawn once and each frame only redraws the changed artists (blitting), so a frame
-    costs milliseconds instead of a full render. ``progress(i, n)`` is called after each frame.
-    """
-    from pathlib import Path
-
-    path = Path(path)
-    fig, canvas = animation.fig, animation.fig.canvas
-    for a in animation.artists:
-        a.set_animated(True)
-    canvas.draw()  # everything but the animated artists
-    background = canvas.copy_from_bbox(fig.bbox)
-    writer = _AtomicPillowWriter(fps=fps)
-    writer.setup(fig, str(path), fig.dpi)  # not ``writer.saving``: it would write a partial GIF on an error
-    try:
-        for i, k in enumerate(animation.frames):
-            canvas.restore_region(background)
-            for a in animation.update(k):
-                fig.draw_artist(a)
-            for ax in fig.axes:  # the images cover the frames of their axes: redraw them
-                for spine in ax.spines.values():
-                    ax.draw_artist(spine)
-            writer.grab_rgba(np.asarray(canvas.buffer_rgba()))
-            if progress is not None:
-                progress(i, len(animation.frames))
-    finally:
-        for a in animation.artists:
-            a.set_animated(False)
-    writer.finish()
-    return path

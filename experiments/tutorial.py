@@ -14,6 +14,10 @@ Fixed: no global random state (``--seed`` feeds ``np.random.default_rng`` and ``
 independent stream per section); the records are consistent (row k = after k updates); the zero-depth net
 is initialised with γ (the tutorial defined γ but left torch's default init).
 
+Knobs (the tutorial's widgets and Exercise 4): ``--lr``, ``--gamma``, ``--hidden``, ``--depth`` (the deep networks),
+``--epochs``, ``--seed``, and ``--feature NAME=ITEM:VALUE,...`` (your own feature, repeatable: the listed items get
+those values, the others −1; figure ``feature_NAME``: the network's output for it on every item over training,
+measured and predicted, where an exception to its branch shows its illusory correlation).
 ``--rsm-epochs 10,61`` picks the epochs of the RSM figures (the tutorial's slider).
 ``--features N`` (default 10000, the tutorial's) samples N features instead, e.g. for quick checks. Both
 learning rates are then scaled by √(N/10000): the singular values of Σʸˣ grow like √N and η = 2·lr/(P·N), so
@@ -21,7 +25,6 @@ this keeps η·s, hence the stability and the timeline in epochs, as in the tuto
 """
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -29,6 +32,7 @@ import numpy as np
 
 from .cli import UsageError
 from .outdir import prepared_out
+from .tutorial_runs import Run, Theory, gap, scales, streams, train_net
 
 TUTORIAL_FEATURES = 10000
 LR, LR_ZERO_DEPTH, GAMMA, HIDDEN = 100.0, 1000.0, 1e-12, 30
@@ -56,8 +60,18 @@ def add_arguments(parser) -> None:
                         help="comma-separated epochs of the RSM figures (default: 10,61,100,120,150,241, "
                              "scaled down for runs shorter than 241 epochs)")
     parser.add_argument("--features", type=int, default=TUTORIAL_FEATURES,
-                        help="features sampled from the tree (default: 10000, the tutorial's); learning rates "
-                             "are scaled by sqrt(N/10000) to keep the tutorial's dynamics in epochs")
+                        help="features sampled from the tree (default: 10000, the tutorial's); the default learning "
+                             "rates are scaled by sqrt(N/10000) to keep the tutorial's dynamics in epochs")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="learning rate of the deep networks (default: 100, the tutorial's, scaled as above)")
+    parser.add_argument("--gamma", type=float, default=GAMMA, help="init scale γ (default: 1e-12, the tutorial's)")
+    parser.add_argument("--hidden", type=int, default=HIDDEN, help="width of every hidden layer (default: 30)")
+    parser.add_argument("--depth", type=int, default=2,
+                        help="number of weight matrices of the deep networks (default: 2, the tutorial's LNNet)")
+    parser.add_argument("--feature", action="append", default=[], metavar="NAME=ITEM:VALUE,...",
+                        help="add your own feature (Exercise 4), e.g. 'has_fins=Goldfish:1,Tuna:1': the listed items "
+                             "get those values, the others -1; writes the network's output for it on every item "
+                             "over training, measured and predicted (repeatable)")
 
 
 # ------------------------------------------------------------------------------------------------- checks
@@ -78,7 +92,43 @@ def _check_args(args) -> tuple[Path, list[int]]:
                              f"got {args.rsm_epochs!r}")
     if args.format not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got {args.format!r}")
+    if args.lr is not None and not (np.isfinite(args.lr) and args.lr > 0):
+        raise UsageError(f"--lr must be > 0 and finite, got {args.lr}")
+    if not (np.isfinite(args.gamma) and args.gamma > 0):
+        raise UsageError(f"--gamma must be > 0 and finite (a zero init sits on the saddle W = 0 for ever), "
+                         f"got {args.gamma}")
+    if args.hidden < 1:
+        raise UsageError(f"--hidden must be >= 1, got {args.hidden}")
+    if args.depth < 2:
+        raise UsageError(f"--depth must be >= 2: the tutorial's RSM and illusion sections need a hidden layer, "
+                         f"got {args.depth}")
+    args.feature = [parse_feature(spec) for spec in args.feature]
     return Path(args.out).expanduser(), picks
+
+
+def parse_feature(spec: str) -> tuple[str, list[float]]:
+    """``'NAME=ITEM:VALUE,...'`` → (name, one value per tutorial item); items not listed get −1 (as ±1 features)."""
+    from saxe import ITEM_NAMES
+
+    name, sep, body = spec.partition("=")
+    name = name.strip()
+    if not sep or not name or not body.strip():
+        raise UsageError(f"--feature must look like NAME=ITEM:VALUE,... (e.g. has_fins=Goldfish:1,Tuna:1), "
+                         f"got {spec!r}")
+    lookup = {n.lower(): i for i, n in enumerate(ITEM_NAMES)}
+    values = [-1.0] * len(ITEM_NAMES)
+    for part in body.split(","):
+        item, sep, value = part.partition(":")
+        if item.strip().lower() not in lookup:
+            raise UsageError(f"--feature {name}: unknown item {item.strip()!r}; the items are {', '.join(ITEM_NAMES)}")
+        try:
+            v = float(value) if sep else float("nan")
+        except ValueError:
+            v = float("nan")
+        if not np.isfinite(v):
+            raise UsageError(f"--feature {name}: {part.strip()!r} must be ITEM:VALUE with a finite number")
+        values[lookup[item.strip().lower()]] = v
+    return name, values
 
 
 def rsm_epochs(n_epochs: int) -> list[int]:
@@ -95,106 +145,6 @@ def gif_frames(n_epochs: int, target: int = 50) -> list[int]:
     return frames if frames[-1] == n_epochs else frames + [n_epochs]
 
 
-# ------------------------------------------------------------------------------------------------- theory
-class Theory:
-    """Predictions of :func:`theory.predictor` for one run, or ``None`` for each quantity it cannot give.
-
-    Any failure (the theory package missing or raising) is recorded in ``notes`` and warned about once; the
-    figures are then drawn without the overlay instead of the whole command failing.
-    """
-
-    def __init__(self, name: str, X, Y, lr: float, init_weights: list[np.ndarray], n_epochs: int, notes: dict):
-        self.name, self.notes = name, notes
-        self.t = np.arange(n_epochs + 1)
-        self.pred = None
-        try:
-            from theory import predictor
-        except ImportError as exc:
-            self._fail("predictor", f"theory.predictor is not available ({exc})")
-            return
-        try:
-            self.pred = predictor(np.asarray(X, np.float64), np.asarray(Y, np.float64), lr,
-                                  depth=len(init_weights), reduction="mean", weights=init_weights,
-                                  theory="exact", method="discrete")
-        except Exception as exc:  # noqa: BLE001 - a theory bug must not sink the figures
-            self._fail("predictor", f"{type(exc).__name__}: {exc}")
-
-    def _fail(self, what: str, why: str) -> None:
-        key = f"{self.name}.{what}"
-        self.notes[key] = why
-        print(f"saxe tutorial: warning: no theory overlay for {key}: {why}", file=sys.stderr)
-
-    def _get(self, what: str, fn, shape):
-        if self.pred is None:
-            return None
-        try:
-            value = np.asarray(fn(), dtype=np.float64)
-            if value.size != int(np.prod(shape)):
-                raise ValueError(f"expected shape {shape}, got {value.shape}")
-            return value.reshape(shape)
-        except Exception as exc:  # noqa: BLE001
-            self._fail(what, f"{type(exc).__name__}: {exc}")
-            return None
-
-    def loss(self):
-        return self._get("loss", lambda: self.pred.loss(self.t), (self.t.size,))
-
-    def modes(self, r: int):
-        return self._get("modes", lambda: np.asarray(self.pred.modes(self.t))[:, :r], (self.t.size, r))
-
-    def rsm(self, p: int):
-        return self._get("rsm", lambda: self.pred.rsm(self.t), (self.t.size, p, p))
-
-    def output(self, i: int, j: int):
-        return self._get("outputs", lambda: self.pred.outputs(self.t, items=[i], features=[j]), (self.t.size,))
-
-
-def _gap(measured, predicted, scale: float = 1.0):
-    return None if predicted is None else float(np.max(np.abs(measured - predicted)) / scale)
-
-
-# ------------------------------------------------------------------------------------------------- runs
-class _Run:
-    """Output folder, figure format and the list of files written (in order)."""
-
-    def __init__(self, out: Path, fmt: str, quiet: bool):
-        self.out, self.fmt, self.quiet, self.files = out, fmt, quiet, []
-
-    def figure(self, name: str, fig) -> None:
-        from .report import save_figure
-
-        self.files.append(save_figure(fig, self.out / f"{name}.{self.fmt}").name)
-
-    def json(self, name: str, data) -> None:
-        from .report import write_json
-
-        self.files.append(write_json(self.out / name, data).name)
-
-
-def _streams(seed: int, names):
-    """One independent (numpy Generator, torch Generator) pair per section, from ``seed``."""
-    import torch
-
-    children = np.random.SeedSequence(seed).spawn(len(names))
-    return {n: (np.random.default_rng(c), torch.Generator().manual_seed(int(c.generate_state(1)[0])))
-            for n, c in zip(names, children)}
-
-
-def _train_net(model, X, Y, lr, n_epochs, desc, quiet, illusory_i=0):
-    from saxe import DivergenceError, train, weights
-
-    from .progress import epoch_bar
-
-    init = [w.detach().double().numpy().copy() for w in weights(model)]
-    try:
-        with epoch_bar(n_epochs + 1, desc, quiet) as tick:
-            rec = train(model, X, Y, n_epochs, lr, illusory_i=illusory_i, illusory_j=-1, engine="autograd",
-                        progress=tick)
-    except DivergenceError as exc:
-        raise UsageError(f"{desc}: {exc}") from None
-    return rec, init
-
-
 def run(args) -> int:
     t_start = time.perf_counter()
     out, picks = _check_args(args)
@@ -204,34 +154,39 @@ def run(args) -> int:
 
 def _run(args, out: Path, picks: list[int], t_start: float) -> int:
     quiet, n, F = args.quiet, args.epochs, args.features
+    hidden_sizes = [args.hidden] * (args.depth - 1)
 
     import torch
 
     from saxe import (
         ITEM_NAMES,
-        LNNet,
         LRNet,
         add_feature,
         generate_hsd,
         initializer_,
         linear_regression,
+        make_net,
         w_tot,
         weights,
     )
 
-    from . import plots
+    from . import plots, plots_rsm
     from .progress import epoch_bar, items_bar
     from .report import package_versions
 
     scale = float(np.sqrt(F / TUTORIAL_FEATURES))
-    lr, lr0 = LR * scale, LR_ZERO_DEPTH * scale
-    streams = _streams(args.seed, ["main", *ILLUSIONS, "zero_depth"])
-    R, notes, gaps, timings, training = _Run(out, args.format, quiet), {}, {}, {}, {}
+    lr = LR * scale if args.lr is None else args.lr
+    lr0 = LR_ZERO_DEPTH * scale
+    gamma = args.gamma
+    features = {name: values for name, values in args.feature}
+    rngs = streams(args.seed, ["main", *ILLUSIONS, "zero_depth", *(f"feature:{k}" for k in features)])
+    R, notes, gaps, timings, training = Run(out, args.format, quiet), {}, {}, {}, {}
     names = list(ITEM_NAMES)
+    shape = "-".join(str(v) for v in [8, *hidden_sizes, F])
     t = time.perf_counter()
 
     # 1. the data
-    rng, gen = streams["main"]
+    rng, gen = rngs["main"]
     X, Y = generate_hsd(n_features=F, rng=rng)
     X, Y = X.astype(np.float32), Y.astype(np.float32)  # the tutorial's .float()
     R.figure("tree_data", plots.plot_tree_data())
@@ -239,31 +194,32 @@ def _run(args, out: Path, picks: list[int], t_start: float) -> int:
     R.figure("hier_data_one", plots.plot_hier_data(X[:1], Y[:1], "a single sample"))
     timings["data"] = time.perf_counter() - t
 
-    # 2. the deep linear network, its loss and singular values
+    # 2. the deep linear network, its loss and singular values (normalised by what they saturate at)
     t = time.perf_counter()
-    deep = initializer_(LNNet(X.shape[1], HIDDEN, F), GAMMA, generator=gen)
-    rec, init = _train_net(deep, X, Y, lr, n, "LNNet 8-30-N", quiet)
+    s_max, rsm_scale = scales(X, Y, args.depth)
+    deep = initializer_(make_net(X.shape[1], hidden_sizes, F), gamma, generator=gen)
+    rec, init = train_net(deep, X, Y, lr, n, f"net {shape}", quiet)
     training["deep"] = rec.info
     th = Theory("deep", X, Y, lr, init, n, notes)
     th_loss, th_modes, th_rsm = th.loss(), th.modes(rec.modes.shape[1]), th.rsm(X.shape[0])
-    s_max = float(rec.modes.max()) or 1.0
-    gaps["deep"] = {"loss_max_abs": _gap(rec.losses, th_loss),
-                    "modes_max_abs_over_s_max": _gap(rec.modes, th_modes, s_max),
-                    "rsm_max_abs_over_max": _gap(rec.rsms, th_rsm, float(np.abs(rec.rsms).max()) or 1.0)}
+    gaps["deep"] = {"loss_max_abs": gap(rec.losses, th_loss),
+                    "modes_max_abs_over_s_max": gap(rec.modes, th_modes, s_max),
+                    "rsm_max_abs_over_learned_rsm": gap(rec.rsms, th_rsm, rsm_scale)}
     R.figure("loss", plots.plot_loss(rec.losses, th_loss))
-    R.figure("loss_sv", plots.plot_loss_sv(rec.losses, rec.modes, th_loss, th_modes))
-    R.figure("loss_sv_twin", plots.plot_loss_sv_twin(rec.losses, rec.modes, th_loss, th_modes))
+    R.figure("loss_sv", plots.plot_loss_sv(rec.losses, rec.modes, th_loss, th_modes, s_max=s_max))
+    R.figure("loss_sv_twin", plots.plot_loss_sv_twin(rec.losses, rec.modes, th_loss, th_modes, s_max=s_max))
     timings["deep"] = time.perf_counter() - t
 
-    # 3. representational similarity: the slider's epochs, and an animation in place of the slider
+    # 3. representational similarity (first hidden layer): the slider's epochs, and an animation in its place
     t = time.perf_counter()
     for e in items_bar(picks, "RSM figures", quiet):
-        R.figure(f"rsm_epoch_{e:03d}", plots.plot_rsm_dynamics(rec.losses, rec.modes, rec.rsms, e, names,
-                                                               th_loss, th_modes, th_rsm))
+        R.figure(f"rsm_epoch_{e:03d}", plots_rsm.plot_rsm_dynamics(rec.losses, rec.modes, rec.rsms, e, names,
+                                                                   th_loss, th_modes, th_rsm, s_max=s_max,
+                                                                   rsm_scale=rsm_scale))
     frames = gif_frames(n)
-    anim = plots.animate_rsm(rec.rsms, names, frames, th_rsm)
+    anim = plots_rsm.animate_rsm(rec.rsms, names, frames, th_rsm, rsm_scale=rsm_scale)
     with epoch_bar(len(frames), "rsm_evolution.gif", quiet) as tick:
-        plots.save_gif(anim, out / "rsm_evolution.gif", progress=lambda i, k: tick(i))
+        plots_rsm.save_gif(anim, out / "rsm_evolution.gif", progress=lambda i, k: tick(i))
     R.files.append("rsm_evolution.gif")
     timings["rsm"] = time.perf_counter() - t
 
@@ -271,13 +227,13 @@ def _run(args, out: Path, picks: list[int], t_start: float) -> int:
     illusions = {}
     for key, (items, idx, feature, label) in ILLUSIONS.items():
         t = time.perf_counter()
-        rng_i, gen_i = streams[key]
+        rng_i, gen_i = rngs[key]
         Xi, Yi = generate_hsd(n_features=F, rng=rng_i)
         Yi = add_feature(Yi, feature)
         Xi, Yi = Xi.astype(np.float32), Yi.astype(np.float32)
         R.figure(f"{key}_tree_data", plots.plot_tree_data(items, Yi, label))
-        net = initializer_(LNNet(Xi.shape[1], HIDDEN, Yi.shape[1]), GAMMA, generator=gen_i)
-        rec_i, init_i = _train_net(net, Xi, Yi, lr, n, f"{key}: {label}", quiet, illusory_i=idx)
+        net = initializer_(make_net(Xi.shape[1], hidden_sizes, Yi.shape[1]), gamma, generator=gen_i)
+        rec_i, init_i = train_net(net, Xi, Yi, lr, n, f"{key}: {label}", quiet, illusory_i=idx)
         training[key] = rec_i.info
         th_i = Theory(key, Xi, Yi, lr, init_i, n, notes)
         th_ill, th_mi = th_i.output(idx, Yi.shape[1] - 1), th_i.modes(rec_i.modes.shape[1])
@@ -285,20 +241,40 @@ def _run(args, out: Path, picks: list[int], t_start: float) -> int:
         peak = int(np.argmin(feature[idx] * ill))  # the prediction furthest on the wrong side of the target
         illusions[key] = {"item": items[idx], "feature": label, "target": feature[idx], "illusion_epoch": peak,
                           "illusion_prediction": float(ill[peak]), "final_prediction": float(ill[-1])}
-        gaps[key] = {"prediction_max_abs": _gap(ill, th_ill),
-                     "modes_max_abs_over_s_max": _gap(rec_i.modes, th_mi, float(rec_i.modes.max()) or 1.0)}
+        s_i = scales(Xi, Yi, args.depth)[0]
+        gaps[key] = {"prediction_max_abs": gap(ill, th_ill), "modes_max_abs_over_s_max": gap(rec_i.modes, th_mi, s_i)}
         R.figure(f"{key}_{label}", plots.plot_ills_sv_twin(ill, rec_i.modes, f"Prediction for {items[idx]} {label}",
-                                                           th_ill, th_mi))
+                                                           th_ill, th_mi, s_max=s_i))
         timings[key] = time.perf_counter() - t
+
+    # 4b. your own features (Exercise 4): the output for that feature on every item, measured and predicted
+    own = {}
+    for name, values in features.items():
+        t = time.perf_counter()
+        rng_f, gen_f = rngs[f"feature:{name}"]
+        Xf, Yf = generate_hsd(n_features=F, rng=rng_f)
+        Yf = add_feature(Yf, values)
+        Xf, Yf = Xf.astype(np.float32), Yf.astype(np.float32)
+        net = initializer_(make_net(Xf.shape[1], hidden_sizes, Yf.shape[1]), gamma, generator=gen_f)
+        rec_f, init_f = train_net(net, Xf, Yf, lr, n, f"feature {name}", quiet, illusory_i=list(range(8)))
+        training[f"feature:{name}"] = rec_f.info
+        th_f = Theory(f"feature:{name}", Xf, Yf, lr, init_f, n, notes).outputs_of_feature(Yf.shape[1] - 1, 8)
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+        R.figure(f"feature_{safe}", plots.plot_feature_outputs(rec_f.illusions, names, name, values, th_f))
+        wrong = [(names[i], int(np.argmax(np.sign(values[i]) * rec_f.illusions[:, i] < -0.05)))
+                 for i in range(8) if np.any(np.sign(values[i]) * rec_f.illusions[:, i] < -0.05)]
+        own[name] = {"values": dict(zip(names, values)), "final": dict(zip(names, rec_f.illusions[-1].tolist())),
+                     "illusory_items": [w[0] for w in wrong], "prediction_max_abs": gap(rec_f.illusions, th_f)}
+        timings[f"feature:{name}"] = time.perf_counter() - t
 
     # 5. bonus: zero-depth net vs analytical linear regression vs the deep net's W_tot
     t = time.perf_counter()
-    _, gen0 = streams["zero_depth"]
-    zero = initializer_(LRNet(X.shape[1], F), GAMMA, generator=gen0)
-    rec0, init0 = _train_net(zero, X, Y, lr0, n, "LRNet 8-N", quiet)
+    _, gen0 = rngs["zero_depth"]
+    zero = initializer_(LRNet(X.shape[1], F), gamma, generator=gen0)
+    rec0, init0 = train_net(zero, X, Y, lr0, n, "LRNet 8-N", quiet)
     training["zero_depth"] = rec0.info
     th0_loss = Theory("zero_depth", X, Y, lr0, init0, n, notes).loss()
-    gaps["zero_depth"] = {"loss_max_abs": _gap(rec0.losses, th0_loss)}
+    gaps["zero_depth"] = {"loss_max_abs": gap(rec0.losses, th0_loss)}
     R.figure("zero_depth_loss", plots.plot_loss(rec0.losses, th0_loss, title="Training loss for zero depth LNN"))
     analytical = linear_regression(X.astype(np.float64), Y.astype(np.float64))
     w_zero = weights(zero)[0].detach().double().numpy()
@@ -312,7 +288,7 @@ def _run(args, out: Path, picks: list[int], t_start: float) -> int:
                                         "allclose": bool(np.allclose(w_deep, w_zero, atol=1e-2))}}
     cmp["all_approximately_equal"] = (cmp["zero_depth_vs_analytical"]["allclose"]
                                       and cmp["deep_w_tot_vs_analytical"]["allclose"])
-    cmp["config"] = {"lr_zero_depth": lr0, "lr_deep": lr, "epochs": n, "gamma": GAMMA}
+    cmp["config"] = {"lr_zero_depth": lr0, "lr_deep": lr, "epochs": n, "gamma": gamma}
     R.json("linear_regression_comparison.json", cmp)
     timings["zero_depth"] = time.perf_counter() - t
 
@@ -320,15 +296,17 @@ def _run(args, out: Path, picks: list[int], t_start: float) -> int:
     R.files.append("summary.json")
     summary = {
         "command": "saxe tutorial",
-        "config": {"seed": args.seed, "epochs": n, "features": F, "lr": lr, "lr_zero_depth": lr0, "gamma": GAMMA,
-                   "hidden": HIDDEN, "lr_scale": scale, "engine": "autograd", "dtype": "float32",
-                   "reduction": "mean", "format": args.format, "rsm_epochs": picks, "gif_frames": frames,
+        "config": {"seed": args.seed, "epochs": n, "features": F, "lr": lr, "lr_zero_depth": lr0, "gamma": gamma,
+                   "hidden": args.hidden, "depth": args.depth, "lr_scale": scale if args.lr is None else None,
+                   "engine": "autograd", "dtype": "float32", "reduction": "mean", "format": args.format,
+                   "rsm_epochs": picks, "gif_frames": frames, "own_features": list(features),
                    "theory": "theory.predictor(theory='exact', method='discrete', weights=initial weights)"},
         "versions": package_versions(),
         "files": list(R.files),
         "training": training,
         "theory": {"overlay": not notes, "problems": notes, "max_gaps": gaps},
         "illusions": illusions,
+        "own_features": own,
         "linear_regression": {k: cmp[k] for k in ("zero_depth_vs_analytical", "deep_w_tot_vs_analytical",
                                                   "all_approximately_equal")},
         "seconds": {**{k: round(v, 3) for k, v in timings.items()},
@@ -353,6 +331,9 @@ def _print_summary(out: Path, summary: dict, cmp: dict) -> None:
     for ill in summary["illusions"].values():
         print(f"  {ill['item']} {ill['feature']}: illusion peaks at {ill['illusion_prediction']:+.2f} "
               f"(epoch {ill['illusion_epoch']}), ends at {ill['final_prediction']:+.2f} (target {ill['target']:+d})")
+    for name, f in summary["own_features"].items():
+        wrong = ", ".join(f["illusory_items"]) or "none"
+        print(f"  feature {name}: items that first went the wrong way (illusory correlation): {wrong}")
     th = summary["theory"]
     if th["overlay"]:
         print("  theory (exact SGD map from the initial weights) drawn dashed on every measured curve")

@@ -118,7 +118,8 @@ def default_specs(args) -> list[RunSpec]:
     labels, features = saxe.generate_hsd(n_features=n_features, rng=args.seed)
     gamma = 1e-12 if args.gamma is None else args.gamma
     hidden = 30 if args.hidden is None else args.hidden
-    lr = 100.0 if args.lr is None else args.lr
+    # the tutorial's lr = 100 at 10000 features, scaled by √(N/10000) to keep its η·s (s grows like √N, η like 1/N)
+    lr = 100.0 * math.sqrt(n_features / 10000) if args.lr is None else args.lr
     epochs = 250 if args.epochs is None else args.epochs
     items = saxe.ITEM_NAMES
     specs = [
@@ -254,7 +255,8 @@ def _run(args, specs: list[RunSpec], out: Path) -> int:
         run_floor = C.floor(rec, twin, p.s, ref, spec.track is not None)
         checks, halves = C.evaluate(spec, rec, preds, run_floor, args.dtype == "float32")
         all_checks += checks
-        figures[spec.name] = save_run_figures(out, spec, rec, preds, quick=args.quick)
+        figures[spec.name] = save_run_figures(out, spec, rec, preds, quick=args.quick, s=p.s,
+                                              rsm_scale=float(np.abs(ref).max()) if ref is not None else None)
         runs[spec.name] = {
             "description": spec.description,
             "config": {"items": list(spec.item_names), "n_items": spec.X.shape[0], "n_features": spec.Y.shape[1],

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .labels import drawable  # noqa: E402
+from .metrics import half_learning_epochs  # noqa: E402
 from .report import save_figure  # noqa: E402
 
 THEORY_STYLE = {"exact": ("tab:blue", "exact (theory state from the init weights)"),
@@ -23,10 +24,29 @@ def _mode_colors(n: int):
     return matplotlib.colormaps["viridis"].resampled(max(n, 2))
 
 
-def save_run_figures(out: Path, spec, rec, preds: dict, quick: bool = False) -> list[str]:
-    """Write ``{run}_modes.png``, ``{run}_loss.png``, ``{run}_rsm.png`` and ``{run}_illusion.png``."""
+# Modes whose measured half-learning epochs span more than this factor get a logarithmic epoch axis: on a linear
+# one the early rises of a run whose weakest mode takes 10⁴ epochs collapse onto the axis.
+LOG_TIME_SPAN = 10.0
+
+
+def _time_axis(ax, half_epochs: np.ndarray) -> None:
+    """A symmetric-log epoch axis when the modes' half-learning epochs span decades (see LOG_TIME_SPAN)."""
+    h = half_epochs[np.isfinite(half_epochs) & (half_epochs > 0)]
+    if h.size >= 2 and h.max() > LOG_TIME_SPAN * h.min():
+        ax.set_xscale("symlog", linthresh=max(1.0, 0.5 * float(h.min())))
+        ax.set_xlabel("epoch (log scale beyond the first rise)")
+
+
+def save_run_figures(out: Path, spec, rec, preds: dict, quick: bool = False, s=None,
+                     rsm_scale: float | None = None) -> list[str]:
+    """Write ``{run}_modes.png``, ``{run}_loss.png``, ``{run}_rsm.png`` and ``{run}_illusion.png``.
+
+    ``rsm_scale``: the RSM entries are divided by it (the balanced learned state's largest entry), so a run that
+    learns little shows a pale RSM rather than one stretched to full scale.
+    """
     t = np.arange(rec.losses.shape[0])
     files = []
+    half = half_learning_epochs(rec.modes, s) if s is not None else np.array([])
     shown = [(th, style) for th, style in THEORY_STYLE.items() if th in preds]
     fig, axes = plt.subplots(1, len(shown), figsize=(5 * len(shown), 4.2), sharey=True, layout="constrained")
     cmap = _mode_colors(rec.modes.shape[1])
@@ -36,10 +56,11 @@ def save_run_figures(out: Path, spec, rec, preds: dict, quick: bool = False) -> 
             ax.plot(t, preds[th]["modes"][:, a], color="k", ls="--", lw=0.9)
         ax.set_title(f"{drawable(spec.name)}: vs {label}", fontsize=9)
         ax.set_xlabel("epoch")
+        _time_axis(ax, half)
     axes[0].set_ylabel("singular value of W_tot")
-    axes[0].plot([], [], color=cmap(0), lw=2.2, alpha=0.55, label="measured")
-    axes[0].plot([], [], color="k", ls="--", lw=0.9, label="theory")
-    axes[0].legend(loc="lower right")
+    handles = [matplotlib.lines.Line2D([], [], color=cmap(0), lw=2.2, alpha=0.55, label="measured"),
+               matplotlib.lines.Line2D([], [], color="k", ls="--", lw=0.9, label="theory")]
+    fig.legend(handles=handles, loc="outside upper center", ncol=2, fontsize=9)  # above the panels, never on a curve
     files.append(save_figure(fig, out / f"{spec.name}_modes.png").name)
 
     fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
@@ -47,6 +68,8 @@ def save_run_figures(out: Path, spec, rec, preds: dict, quick: bool = False) -> 
     for th, (color, label) in shown:
         ax.plot(t, preds[th]["loss"], color=color, ls="--", lw=1.2, label=label)
     ax.set(xlabel="epoch", ylabel="MSE loss", title=f"{drawable(spec.name)}: training loss")
+    ax.ticklabel_format(axis="y", useOffset=False)
+    _time_axis(ax, half)
     ax.legend()
     files.append(save_figure(fig, out / f"{spec.name}_loss.png").name)
 
@@ -57,15 +80,16 @@ def save_run_figures(out: Path, spec, rec, preds: dict, quick: bool = False) -> 
         epochs = sorted(set(epochs + [int(t[-1])]))
         fig, axes = plt.subplots(2, len(epochs), figsize=(3.2 * len(epochs), 6.6), squeeze=False,
                                  layout="constrained")
-        vmax = max(np.abs(rec.rsms).max(), 1e-300)
+        vmax = float(rsm_scale) if rsm_scale else max(np.abs(rec.rsms).max(), 1e-300)
         for c, k in enumerate(epochs):
             for r, (mat, who) in enumerate(((rec.rsms[k], "measured"), (preds["exact"]["rsm"][k], "exact theory"))):
                 ax = axes[r, c]
-                ax.imshow(mat / vmax, cmap="Purples", vmin=0, vmax=1)
+                image = ax.imshow(mat / vmax, cmap="Purples", vmin=0, vmax=1)
                 ax.set_title(f"{who}, epoch {k}", fontsize=9)
                 names = [drawable(n) for n in spec.item_names]
                 ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
                 ax.set_yticks(range(len(names)), names, fontsize=7)
+        fig.colorbar(image, ax=axes, shrink=0.8, label="similarity / largest entry once learned")
         fig.suptitle(f"{drawable(spec.name)}: first hidden layer's RSM, measured (top) and exact theory (bottom)")
         files.append(save_figure(fig, out / f"{spec.name}_rsm.png").name)
 

@@ -38,10 +38,24 @@ class EngineResult:
     losses: torch.Tensor  # (R, n+1)
     modes: torch.Tensor | None  # (R, n+1, min(N_in, N_out)) singular values of W_tot, descending
     rsms: torch.Tensor | None  # (R, n+1, P, P) first hidden layer's RSM
-    illusions: torch.Tensor | None  # (R, n+1) out[i, j]
+    illusions: torch.Tensor | None  # (R, n+1) out[i, j], or (R, n+1, m) for m tracked items i
     weights: list[torch.Tensor]  # final weights [W_1 … W_L], each (R, out, in)
     diverged_at: torch.Tensor  # (R,) epoch at which divergence was detected, −1 if never
     reason: list[str]  # per run: why it diverged ('' if it did not)
+
+
+def _track_items(track) -> list[int]:
+    """The tracked item rows of ``track = (i, j)``: i an int or a sequence of ints."""
+    if track is None:
+        return []
+    return [int(track[0])] if isinstance(track[0], int) else [int(i) for i in track[0]]
+
+
+def _squeeze_track(ills, track):
+    """(R, n+1) for one tracked item given as an int, (R, n+1, m) for a sequence of items."""
+    if ills is None or track is None or not isinstance(track[0], int):
+        return ills
+    return ills[..., 0]
 
 
 def loss_coefficient(n_samples: int, n_out: int, reduction: str) -> float:
@@ -62,7 +76,7 @@ def _orthonormal_basis(x: torch.Tensor, y: torch.Tensor, w_last: torch.Tensor) -
 
 
 def reduced_sgd(x: torch.Tensor, y: torch.Tensor, weights0: list[torch.Tensor], lr: torch.Tensor, n_epochs: int, *,
-                reduction: str = "mean", track: tuple[int, int] | None = None, record_modes: bool = True,
+                reduction: str = "mean", track: tuple | None = None, record_modes: bool = True,
                 record_rsm: bool = True, stop_on_divergence: bool = True,
                 on_epoch: Callable[[int], None] | None = None, check_every: int = 1) -> EngineResult:
     """Exact SGD of R linear chains at once in reduced coordinates (see module docstring).
@@ -82,13 +96,15 @@ def reduced_sgd(x: torch.Tensor, y: torch.Tensor, weights0: list[torch.Tensor], 
     yq = y @ Q  # (R, P, d)
     const = ((y - yq @ Q.mT) ** 2).sum(dim=(-2, -1))  # the part of Y outside span Q (0 for one-hot X)
     q_track = Q[:, track[1], :] if track is not None else None  # (R, d)
+    items = _track_items(track)
 
     n_modes = min(x.shape[1], n_out)
     losses = torch.full((R, n_epochs + 1), float("nan"), dtype=dt, device=x.device)
     modes = torch.full((R, n_epochs + 1, n_modes), float("nan"), dtype=dt, device=x.device) if record_modes else None
     rsms = (torch.full((R, n_epochs + 1, P, P), float("nan"), dtype=dt, device=x.device)
             if record_rsm and len(weights0) > 1 else None)
-    ills = torch.full((R, n_epochs + 1), float("nan"), dtype=dt, device=x.device) if track is not None else None
+    ills = (torch.full((R, n_epochs + 1, len(items)), float("nan"), dtype=dt, device=x.device)
+            if track is not None else None)
     diverged_at = torch.full((R,), -1, dtype=torch.long)
     reason = [""] * R
     alive = torch.ones(R, dtype=torch.bool, device=x.device)
@@ -116,8 +132,8 @@ def reduced_sgd(x: torch.Tensor, y: torch.Tensor, weights0: list[torch.Tensor], 
             modes[:, k] = torch.linalg.svdvals(torch.nan_to_num(m, nan=0.0, posinf=0.0, neginf=0.0))
         if rsms is not None:
             rsms[:, k] = hs[1] @ hs[1].mT
-        if ills is not None and track is not None and q_track is not None:
-            ills[:, k] = (out_r[:, track[0], :] * q_track).sum(-1)
+        if ills is not None and q_track is not None:
+            ills[:, k] = (out_r[:, items, :] * q_track[:, None, :]).sum(-1)
         bad = ~(loss <= limit)  # NaN compares False, so NaN counts as bad
         if any_dead:
             bad &= alive
@@ -162,7 +178,7 @@ def reduced_sgd(x: torch.Tensor, y: torch.Tensor, weights0: list[torch.Tensor], 
                 delta = delta @ ws[i]
         ws = new_ws
     final = ws + [Q @ B]
-    return EngineResult(losses, modes, rsms, ills, final, diverged_at, reason)
+    return EngineResult(losses, modes, rsms, _squeeze_track(ills, track), final, diverged_at, reason)
 
 
 def _forward_parts(model: nn.Module, x: torch.Tensor):
@@ -176,7 +192,7 @@ def _forward_parts(model: nn.Module, x: torch.Tensor):
 
 
 def autograd_sgd(model: nn.Module, params: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor, lr: float,
-                 n_epochs: int, *, reduction: str = "mean", track: tuple[int, int] | None = None,
+                 n_epochs: int, *, reduction: str = "mean", track: tuple | None = None,
                  record_modes: bool = True, record_rsm: bool = True,
                  on_epoch: Callable[[int], None] | None = None) -> EngineResult:
     """Plain full-batch SGD with ``torch.optim.SGD`` and ``nn.MSELoss`` through autograd, as the tutorial.
@@ -194,7 +210,9 @@ def autograd_sgd(model: nn.Module, params: list[torch.Tensor], x: torch.Tensor, 
     modes = torch.full((1, n_epochs + 1, n_modes), float("nan"), dtype=dt, device=x.device) if record_modes else None
     rsms = torch.full((1, n_epochs + 1, P, P), float("nan"), dtype=dt, device=x.device) \
         if record_rsm and len(params) > 1 else None
-    ills = torch.full((1, n_epochs + 1), float("nan"), dtype=dt, device=x.device) if track is not None else None
+    items = _track_items(track)
+    ills = (torch.full((1, n_epochs + 1, len(items)), float("nan"), dtype=dt, device=x.device)
+            if track is not None else None)
     diverged_at = torch.full((1,), -1, dtype=torch.long)
     reason = [""]
     limit = None
@@ -212,7 +230,7 @@ def autograd_sgd(model: nn.Module, params: list[torch.Tensor], x: torch.Tensor, 
             if rsms is not None:
                 rsms[0, k] = hid @ hid.T
             if ills is not None and track is not None:
-                ills[0, k] = out[track[0], track[1]]
+                ills[0, k] = out[items, track[1]]
         lv = float(loss.detach())
         if limit is None:
             limit = LOSS_DIVERGENCE_FACTOR * max(lv, float((y * y).sum()) * loss_coefficient(P, n_out, reduction))
@@ -228,4 +246,4 @@ def autograd_sgd(model: nn.Module, params: list[torch.Tensor], x: torch.Tensor, 
         loss.backward()
         opt.step()
     final = [p.detach().clone().unsqueeze(0) for p in params]
-    return EngineResult(losses, modes, rsms, ills, final, diverged_at, reason)
+    return EngineResult(losses, modes, rsms, _squeeze_track(ills, track), final, diverged_at, reason)

@@ -34,10 +34,13 @@ class TrainRecord(_Record):
     """What :func:`train` returns; unpacks like the tutorial: ``losses, modes, rsms, illusions = train(...)``.
 
     Fields (row k = after k updates, n_epochs + 1 rows, float64 numpy arrays):
-      ``losses`` (n+1,): the loss torch reports (``nn.MSELoss(reduction)``);
-      ``modes`` (n+1, min(N_in, N_out)): singular values of W_tot, descending;
-      ``rsms`` (n+1, P, P): RSM ``h hᵀ`` of the first hidden layer (``None`` for a net without one);
-      ``illusions`` (n+1,): the network's output for item ``illusory_i``, feature ``illusory_j``.
+
+    * ``losses`` (n+1,): the loss torch reports (``nn.MSELoss(reduction)``);
+    * ``modes`` (n+1, min(N_in, N_out)): singular values of W_tot, descending;
+    * ``rsms`` (n+1, P, P): RSM ``h hᵀ`` of the first hidden layer (``None`` for a net without one);
+    * ``illusions`` (n+1,): the network's output for item ``illusory_i``, feature ``illusory_j`` ((n+1, m) when
+      ``illusory_i`` is a sequence of m items).
+
     ``record.info`` (a dict) holds the engine, dtype, lr, reduction, n_epochs, threads and wall ``seconds``.
     """
 
@@ -97,8 +100,8 @@ def train(model: nn.Module, inputs, targets, n_epochs, lr, illusory_i=0, *, illu
         or float64 after ``model.double()``); ``inputs``/``targets`` are cast to it.
       inputs: (P, N_in); targets: (P, N_out).
       n_epochs: number of updates (integer ≥ 0). lr: learning rate > 0 (torch's SGD lr).
-      illusory_i, illusory_j: the item and feature whose output is recorded in ``illusions`` (the tutorial
-        tracks the last feature).
+      illusory_i, illusory_j: the item (or a sequence of items) and the feature whose output is recorded in
+        ``illusions`` (the tutorial tracks the last feature).
       engine: ``'autograd'`` (torch autograd + ``optim.SGD``, the tutorial's arithmetic), ``'reduced'`` (the
         exact reduced-coordinate engine of :mod:`saxe.engines`: same iterates, ~N_out/(N_in+N_h) fewer FLOPs)
         or ``'auto'``: reduced where it saves work (N_out > N_in + N_{L−1}) and the lr is below the learned
@@ -143,10 +146,17 @@ def train(model: nn.Module, inputs, targets, n_epochs, lr, illusory_i=0, *, illu
         raise ValueError(f"targets must have {params[-1].shape[0]} columns (the model's output width), got "
                          f"{y.shape[1]}")
     P, n_out = y.shape
-    for name, val, size in (("illusory_i", illusory_i, P), ("illusory_j", illusory_j, n_out)):
-        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or not -size <= val < size:
-            raise ValueError(f"{name} must be an integer index in [-{size}, {size}), got {name}={val!r}")
-    track = (int(illusory_i) % P, int(illusory_j) % n_out)
+    many = not isinstance(illusory_i, (int, np.integer)) and hasattr(illusory_i, "__len__")
+    rows = list(illusory_i) if many else [illusory_i]
+    if many and not rows:
+        raise ValueError("illusory_i must be an item index or a non-empty sequence of them, got []")
+    for name, vals, size in (("illusory_i", rows, P), ("illusory_j", [illusory_j], n_out)):
+        for val in vals:
+            if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or not -size <= val < size:
+                raise ValueError(f"{name} must be an integer index in [-{size}, {size}) (illusory_i: or a sequence "
+                                 f"of them), got {name}={val!r}")
+    items = tuple(int(i) % P for i in rows) if many else int(illusory_i) % P
+    track = (items, int(illusory_j) % n_out)
     weights0 = [p.detach().double().cpu().numpy() for p in params]  # copies (double), for the stable bounds
     bounds = stable_bounds(x, y, weights0, reduction)
     if engine == "auto":

@@ -14,7 +14,7 @@ decide whether training survives:
 the learned state the top mode first oscillates, and only beyond :func:`theory.divergence_lr` does it blow up.
 
 **Computing λ_max.** In the exact reduced coordinates of :mod:`theory.state` the Hessian splits into the block of
-the reduced weights (dimension Σ_l |B_l|, small) and the blocks of the directions outside Ū / V̄, which are exactly
+the reduced weights (dimension Σ_l size(B_l), small) and the blocks of the directions outside Ū / V̄, which are exactly
 ``W_{<L} Σˣˣ W_{<L}ᵀ`` (columns of W_L outside Ū) and ``W_{>1}ᵀ W_{>1}`` (rows of W_1 outside V̄, whitened inputs).
 The reduced block's Hessian-vector products are exact to rounding by the complex step
 ``H v = −Im(descent(B + i h v))/h`` (the descent directions are polynomials in B), and its top eigenvalue comes

@@ -47,11 +47,11 @@ MAX_DENSE_ITEMS = 2048
 class HierarchySpectrum(NamedTuple):
     """Expected spectrum of the tree's feature matrix.
 
-    singular_values: (P,) √(N_f λ) sorted descending, each level repeated per its multiplicity.
-    multiplicities: (n_levels + 1,) int, b^{ℓ−1}(b − 1) for level ℓ ≥ 1 and 1 for level 0 (sum = P).
-    level_eigenvalues: (n_levels + 1,) eigenvalues λ_ℓ of C = E[x xᵀ] per feature, level 0 first.
-    eigenvectors: (P, P) orthonormal columns matching ``singular_values`` (items in the tutorial's leaf order),
-        or None when P > MAX_DENSE_ITEMS.
+    * ``singular_values``: (P,) √(N_f λ) sorted descending, each level repeated per its multiplicity.
+    * ``multiplicities``: (n_levels + 1,) int, b^{ℓ−1}(b − 1) for level ℓ ≥ 1 and 1 for level 0 (sum = P).
+    * ``level_eigenvalues``: (n_levels + 1,) eigenvalues λ_ℓ of C = E[x xᵀ] per feature, level 0 first.
+    * ``eigenvectors``: (P, P) orthonormal columns matching ``singular_values`` (items in the tutorial's leaf
+      order), or None when P > MAX_DENSE_ITEMS.
     """
 
     singular_values: np.ndarray

@@ -186,9 +186,9 @@ def mode_strength_discrete(n_steps, s, a0, eta, depth: int = 2) -> np.ndarray:
     Glossary: n_steps ≥ 0 number of SGD updates (epochs); s > 0 singular value of Σʸˣ; a₀ ≥ 0 initial strength;
     η > 0 per-epoch rate, η = 2·lr/(P·N_out) for torch's mean MSELoss; depth = L ≥ 1.
 
-    Returns an array of shape (n_steps + 1, *broadcast(s, a0).shape); row k holds a after k updates, row 0 = a₀.
+    Returns an array of shape ``(n_steps + 1, *broadcast(s, a0).shape)``; row k holds a after k updates, row 0 = a₀.
     Raises :class:`theory.OrbitDivergenceError` (a ``ValueError``) if an orbit diverges (non-finite or
-    |a| > ``ORBIT_ESCAPE_FACTOR``·max(s, a₀)): η is then beyond the stable range of :mod:`theory.stability`.
+    ``abs(a) > ORBIT_ESCAPE_FACTOR·max(s, a₀)``): η is then beyond the stable range of :mod:`theory.stability`.
 
     References: Saxe, McClelland & Ganguli, arXiv:1312.6120 (the decoupled learning dynamics); PNAS 116:11537.
     """

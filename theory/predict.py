@@ -190,7 +190,7 @@ class Prediction:
         r"""First hidden layer's RSM ``h hᵀ = X V̄ G V̄ᵀ Xᵀ``, (len(t), P, P).
 
         Exact theory: G = B_1ᵀB_1 of the tracked first layer. Coupled: G = M (W1 = Z Vᵀ). Scalar: the balanced
-        G = diag(|a|^{2/L}).
+        ``G = diag(abs(a)^{2/L})``.
         """
         if self.depth < 2:
             raise ValueError("rsm needs a hidden layer: depth must be >= 2, got depth=1")

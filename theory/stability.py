@@ -48,7 +48,7 @@ def max_stable_eta(s_max, depth: int = 2) -> float:
     r"""Largest η at which the learned fixed point a = s_max of the discrete map is linearly stable.
 
     Derivation: g(u) = u + η u^{L−1}(s − u^L) has g'(u) = 1 + η[(L−1)u^{L−2}(s − u^L) − L u^{2L−2}]; at
-    u* = s^{1/L} the first bracket vanishes, so g'(u*) = 1 − L η s^{2−2/L}. Linear stability |g'(u*)| < 1 holds
+    u* = s^{1/L} the first bracket vanishes, so g'(u*) = 1 − L η s^{2−2/L}. Linear stability ``abs(g'(u*)) < 1`` holds
     iff 0 < L η s^{2−2/L} < 2, i.e.
 
         η < η_max = 2 / (L s^{2−2/L}).
@@ -82,8 +82,8 @@ def escape_eta(s_max) -> float:
     r"""η beyond which the depth-2 orbit of the mode s_max escapes to infinity: η·s_max > 2.
 
     Derivation: with r = 1 + ηs and u = x·√(r/η) the depth-2 map u ↦ u + η u (s − u²) becomes the cubic map
-    x ↦ r (x − x³). A point escapes (|x| grows) iff |r(x − x³)| > |x| ⇔ x² > x_e² = 1 + 1/r, so the orbit is
-    bounded iff [−x_e, x_e] is invariant. On [0, x_e] the largest image is max(r·2/(3√3), x_e) (at the
+    x ↦ r (x − x³). A point escapes (``abs(x)`` grows) iff ``abs(r(x − x³)) > abs(x)`` ⇔ x² > x_e² = 1 + 1/r, so the
+    orbit is bounded iff [−x_e, x_e] is invariant. On [0, x_e] the largest image is max(r·2/(3√3), x_e) (at the
     critical point x = 1/√3 and at x_e), so invariance holds iff 4r²/27 ≤ 1 + 1/r ⇔ (r − 3)(2r + 3)² ≤ 0
     ⇔ r ≤ 3 ⇔ η s ≤ 2. Then a = u² ≤ (r/η) x_e² = (2 + η s)/η for all k. Regimes of a mode s from small a₀:
 
