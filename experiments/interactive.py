@@ -132,3 +132,35 @@ def feature_figure(run: Run, name: str, values: Sequence[float],
         return _message(run)
     theory_out = None if run.pred is None else np.asarray(run.pred.outputs(run.t, features=run.Y.shape[1] - 1))
     return plots.plot_feature_outputs(run.rec.illusions, list(item_names), name, values, theory_out)
+
+
+def png(fig: Figure, dpi: int = 80) -> bytes:
+    """The figure as PNG bytes (what the widgets show)."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def widget_demo(draw, **controls):
+    """A widget box: the ``controls`` (ipywidgets sliders…) and an image of ``draw(**values)`` kept up to date.
+
+    Every change of a control calls ``draw`` with the current values and replaces the image. The figure goes into
+    an ``ipywidgets.Image`` rather than an ``Output`` capture: a headless run (CI, the docs build) then exchanges
+    no output-capture messages with a frontend that is not there, which made executions stall. The box's
+    ``redraw()`` and ``image`` attributes are there for tests.
+    """
+    import ipywidgets as widgets
+
+    image = widgets.Image(format="png")
+
+    def redraw(_=None):
+        image.value = png(draw(**{name: w.value for name, w in controls.items()}))
+
+    for w in controls.values():
+        w.observe(redraw, names="value")
+    redraw()
+    box = widgets.VBox([*controls.values(), image])
+    box.redraw, box.image, box.controls = redraw, image, controls
+    return box

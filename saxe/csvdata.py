@@ -54,7 +54,7 @@ class ItemsTable:
         return Path(self.path).stem
 
 
-def load_items_csv(path) -> ItemsTable:
+def load_items_csv(path: str | Path) -> ItemsTable:
     """Read and validate an items × features CSV file (see module docstring)."""
     path = Path(path)
     try:

@@ -15,9 +15,11 @@ in deep neural networks" (branching diffusion process).
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .errors import check_matrix, check_positive_int, check_probability
 
@@ -84,7 +86,7 @@ def _tree_arrays(tree) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return level, pflip, parent
 
 
-def sample_from_tree(tree, n_features, rng=None) -> np.ndarray:
+def sample_from_tree(tree: dict, n_features: int, rng: np.random.Generator | int | None = None) -> np.ndarray:
     """Sample ``n_features`` features of every leaf; returns (n_features, n_items) of ±1 (tutorial layout).
 
     Each node draws, per feature, a sign that is −1 with probability ``pflip[node]``; a leaf's value is the
@@ -102,7 +104,8 @@ def sample_from_tree(tree, n_features, rng=None) -> np.ndarray:
     return value[:, leaves]
 
 
-def generate_hsd(n_levels=3, n_branches=2, p_flip=0.15, n_features=10000, rng=None):
+def generate_hsd(n_levels: int = 3, n_branches: int = 2, p_flip: float = 0.15, n_features: int = 10000,
+                 rng: np.random.Generator | int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The tutorial's hierarchically structured data: ``(labels, features)``.
 
     ``labels`` is the (P, P) identity (one-hot item inputs), ``features`` (P, n_features) of ±1 values, with
@@ -116,7 +119,7 @@ def generate_hsd(n_levels=3, n_branches=2, p_flip=0.15, n_features=10000, rng=No
     return labels, features
 
 
-def add_feature(features, new_feature) -> np.ndarray:
+def add_feature(features: ArrayLike, new_feature: Sequence[float]) -> np.ndarray:
     """Return ``features`` with ``new_feature`` appended as a last column (``features`` is not modified).
 
     ``features`` is (P, N) and ``new_feature`` a sequence of P numbers. (The tutorial's version appended to

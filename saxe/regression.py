@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .errors import check_matrix
 
 __all__ = ["linear_regression"]
 
 
-def linear_regression(X, Y) -> np.ndarray:
+def linear_regression(X: ArrayLike, Y: ArrayLike) -> np.ndarray:
     """The W (N_out, N_in) minimising ‖Y − X Wᵀ‖²_F, sample-major like everything else: X (P, N_in), Y (P, N_out).
 
     W is in the layout of ``nn.Linear.weight`` and of W_tot, so it compares directly with a trained network.

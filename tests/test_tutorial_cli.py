@@ -150,3 +150,36 @@ def test_plots_return_figures_without_pyplot():
     assert plt.get_fignums() == before  # no pyplot-managed figures were created
     with pytest.raises(ValueError, match="theory"):
         plots.plot_loss(losses, losses[:3])
+
+
+def test_knobs_and_your_own_feature(tmp_path):
+    """`saxe tutorial --lr 50 --gamma 1e-6 --feature "has_fins=Goldfish:1,Tuna:1"` (at 1000 features): the
+    feature's figure is written with the theory on top, and the fish first follow the root mode down — their
+    illusory correlation — before the finer mode lifts them to +1."""
+    out = tmp_path / "d"
+    assert cli.main(["tutorial", "--lr", "50", "--gamma", "1e-6", "--feature", "has_fins=Goldfish:1,Tuna:1",
+                     "--features", "1000", "--out", str(out), "--quiet"]) == 0
+    assert (out / "feature_has_fins.png").stat().st_size > 1000
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["lr"] == 50 and summary["config"]["gamma"] == 1e-6
+    assert summary["theory"]["overlay"], summary["theory"]["problems"]
+    own = summary["own_features"]["has_fins"]
+    assert own["values"]["Goldfish"] == 1 and own["values"]["Rose"] == -1
+    assert own["final"]["Tuna"] > 0.9 and own["final"]["Oak"] < -0.9
+    assert set(own["illusory_items"]) >= {"Goldfish", "Tuna"}
+    assert own["prediction_max_abs"] < 1e-3  # float32 training against the float64 theory
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--feature", "has_fins"], "--feature must look like NAME=ITEM:VALUE"),
+    (["--feature", "has_fins=Shark:1"], "unknown item 'Shark'"),
+    (["--feature", "has_fins=Tuna:yes"], "must be ITEM:VALUE with a finite number"),
+    (["--depth", "1"], "--depth must be >= 2"),
+    (["--gamma", "0"], "--gamma must be > 0"),
+    (["--lr", "-1"], "--lr must be > 0"),
+    (["--hidden", "0"], "--hidden must be >= 1"),
+])
+def test_bad_knobs_exit_2(tmp_path, capsys, extra, message):
+    out = tmp_path / "out"
+    assert cli.main(["tutorial", "--out", str(out), "--quiet", *extra]) == 2
+    assert message in capsys.readouterr().err and not out.exists()

@@ -28,6 +28,7 @@ in deep linear neural networks", ICLR 2014, arXiv:1312.6120; A. M. Saxe, J. L. M
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._validate import as_float_array, choice, integer, positive
 
@@ -57,13 +58,13 @@ def _data_pair(X, Y) -> tuple[np.ndarray, np.ndarray]:
     return X, Y
 
 
-def io_correlations(X, Y) -> tuple[np.ndarray, np.ndarray]:
+def io_correlations(X: ArrayLike, Y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """``(Σʸˣ, Σˣˣ) = (Yᵀ X, Xᵀ X)`` in float64, as sums over samples (see module conventions)."""
     X, Y = _data_pair(X, Y)
     return Y.T @ X, X.T @ X
 
 
-def io_svd(X, Y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def io_svd(X: ArrayLike, Y: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Thin SVD ``Σʸˣ = U diag(s) Vᵀ`` of the input-output correlation, float64.
 
     Returns ``U`` (N_out, r), ``s`` (r,) descending and ≥ 0, ``V`` (N_in, r) with r = min(N_out, N_in).
@@ -79,7 +80,7 @@ def io_svd(X, Y) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return U * signs, s, V * signs
 
 
-def learning_rate_to_eta(lr, n_samples, n_out, reduction: str = "mean") -> float:
+def learning_rate_to_eta(lr: float, n_samples: int, n_out: int, reduction: str = "mean") -> float:
     """η, the per-epoch rate of ``W ← W + η·(Σʸˣ − W_tot Σˣˣ)…`` for torch's SGD on ``nn.MSELoss``.
 
     ``η = 2·lr/(n_samples·n_out)`` for ``reduction='mean'`` and ``η = 2·lr`` for ``reduction='sum'``.
@@ -93,12 +94,12 @@ def learning_rate_to_eta(lr, n_samples, n_out, reduction: str = "mean") -> float
     return 2.0 * lr / (n_samples * n_out)
 
 
-def time_constant(lr, n_samples, n_out, reduction: str = "mean") -> float:
+def time_constant(lr: float, n_samples: int, n_out: int, reduction: str = "mean") -> float:
     """τ = 1/η in epochs (SGD updates). The tutorial (lr=100, P=8, N_out=10000, mean) gives τ = 400."""
     return 1.0 / learning_rate_to_eta(lr, n_samples, n_out, reduction)
 
 
-def check_whitened(X, name: str = "X") -> None:
+def check_whitened(X: ArrayLike, name: str = "X") -> None:
     """Raise ``ValueError`` unless ``Σˣˣ = Xᵀ X`` is the identity (within ``WHITENED_RTOL``).
 
     The mode decomposition is exact only for whitened inputs; the tutorial's one-hot items satisfy it.

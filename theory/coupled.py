@@ -38,7 +38,10 @@ Saxe, McClelland & Ganguli, PNAS 116:11537 (2019), SI "learning dynamics from sm
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.linalg import null_space, qr, solve_triangular
 
 from ._validate import as_float_array, integer, positive, times
@@ -97,7 +100,7 @@ def _mode_matrix_arg(M0, r: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------- depth 2
-def growing_part(W1, W2, U, V) -> np.ndarray:
+def growing_part(W1: ArrayLike, W2: ArrayLike, U: ArrayLike, V: ArrayLike) -> np.ndarray:
     r"""``Z = (W1 V + W2ᵀ U)/2`` (N_h × r), the part of a two-layer init that grows (see module docstring).
 
     ``A = W1 V`` and ``B = W2ᵀ U`` obey ``τ dA/dt ≈ B S``, ``τ dB/dt ≈ A S`` while small (t in epochs), so
@@ -109,7 +112,7 @@ def growing_part(W1, W2, U, V) -> np.ndarray:
     return 0.5 * (W1 @ V + W2.T @ U)
 
 
-def initial_mode_matrix(weights, U, V) -> np.ndarray:
+def initial_mode_matrix(weights: Sequence[ArrayLike], U: ArrayLike, V: ArrayLike) -> np.ndarray:
     r"""The initial mode matrix: ``K = ZᵀZ`` for depth 2 (:func:`growing_part`), ``M_0 = Uᵀ W_L⋯W_1 V`` otherwise.
 
     For depth 2 this is the symmetric PSD start of the coupled map; it differs from the measured ``Uᵀ W_tot V``
@@ -127,7 +130,8 @@ def initial_mode_matrix(weights, U, V) -> np.ndarray:
     return U.T @ W_tot @ V
 
 
-def coupled_modes_discrete(n_steps, s, M0, eta, *, factor=None) -> np.ndarray:
+def coupled_modes_discrete(n_steps: int, s: ArrayLike, M0: ArrayLike, eta: float, *,
+                           factor: ArrayLike | None = None) -> np.ndarray:
     r"""Exact two-layer SGD in the mode basis: ``M_{k+1} = (I + η(S − M_k)) M_k (I + η(S − M_k))``.
 
     Holds exactly for weights ``W1 = Z Vᵀ``, ``W2 = U Zᵀ`` (``M = ZᵀZ``, derivation in the module docstring) and to
@@ -238,7 +242,8 @@ def _fixed_point(s: np.ndarray, A: np.ndarray) -> np.ndarray:
     return out
 
 
-def coupled_modes_continuous(t, s, M0, tau, *, factor=None) -> np.ndarray:
+def coupled_modes_continuous(t: ArrayLike, s: ArrayLike, M0: ArrayLike, tau: float, *,
+                             factor: ArrayLike | None = None) -> np.ndarray:
     r"""Closed-form solution of ``τ dM/dt = (S − M)M + M(S − M)``, ``M(0) = M0``, at epochs t.
 
     ``M(t) = [E⁻¹ K⁻¹ E⁻¹ + D]⁻¹``, ``E = diag(e^{st/τ})``, ``D = diag((1 − e^{−2st/τ})/s)`` (``2t/τ`` at s = 0),

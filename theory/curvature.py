@@ -30,9 +30,11 @@ to estimate derivatives of real functions", SIAM Rev. (2003) (complex step).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from ._validate import as_float_array, choice, integer
@@ -62,7 +64,7 @@ def _hvp(layers, target, sxx, h: float):
     return apply, int(sum(np.prod(sh) for sh in shapes))
 
 
-def sharpness(X, Y, weights) -> float:
+def sharpness(X: ArrayLike, Y: ArrayLike, weights: Sequence[ArrayLike]) -> float:
     r"""λ_max of the Hessian of ``½‖Y − X W_totᵀ‖²_F`` at ``weights`` [W_1 … W_L] (torch layout); η⁻¹ units.
 
     Exact (module docstring): the reduced block by Lanczos on complex-step Hessian-vector products, the outside
@@ -99,7 +101,7 @@ def sharpness(X, Y, weights) -> float:
     return max(top, *outside, 0.0)
 
 
-def balanced_best_fit(X, Y, depth: int, widths=()) -> list[np.ndarray]:
+def balanced_best_fit(X: ArrayLike, Y: ArrayLike, depth: int, widths: Sequence[int] = ()) -> list[np.ndarray]:
     r"""Balanced weights of the best fit a network of these widths reaches: ``W_l = R_l D^{1/L} R_{l−1}ᵀ``.
 
     ``X W_totᵀ`` is the best rank-k approximation of the least-squares outputs ``Ŷ = X W*ᵀ`` (k = the narrowest
@@ -158,7 +160,8 @@ class StableLR:
         return text
 
 
-def stable_lr(X, Y, depth: int = 2, *, hidden=None, weights=None, reduction: str = "mean", lr=None) -> StableLR:
+def stable_lr(X: ArrayLike, Y: ArrayLike, depth: int = 2, *, hidden: int | Sequence[int] | None = None,
+              weights: Sequence[ArrayLike] | None = None, reduction: str = "mean", lr: float | None = None) -> StableLR:
     r"""The largest stable lr of SGD on ``nn.MSELoss(reduction)`` of (X, Y): ``2/(η-per-lr · λ_max)``.
 
     ``learned``: at the balanced learned state (:func:`balanced_best_fit`; for whitened inputs and no bottleneck

@@ -35,8 +35,10 @@ beyond 2/η sharpness); Ott, "Chaos in Dynamical Systems" (2002), ch. 3 (period 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._validate import as_float_array, choice, integer
 from .correlations import io_svd
@@ -72,7 +74,7 @@ def _model_spectrum(X, Y, n_modes: int) -> np.ndarray:
     return s[:n_modes] / s[0]
 
 
-def divergence_fraction(f, s, depth: int = 2, *, width: int | None = None, horizon: int = 4000,
+def divergence_fraction(f: ArrayLike, s: ArrayLike, depth: int = 2, *, width: int | None = None, horizon: int = 4000,
                         n_perturbations: int = 16, seed: int = 0) -> np.ndarray:
     r"""Fraction of perturbed runs of the minimal top-mode model that diverge within ``horizon`` epochs, per f.
 
@@ -111,8 +113,8 @@ def divergence_fraction(f, s, depth: int = 2, *, width: int | None = None, horiz
     return died.reshape(f.size, n_perturbations).mean(axis=1)
 
 
-def divergence_lr(X, Y, depth: int = 2, *, hidden=None, reduction: str = "mean", n_modes: int = 3,
-                  horizon: int = 4000, n_perturbations: int = 16) -> float:
+def divergence_lr(X: ArrayLike, Y: ArrayLike, depth: int = 2, *, hidden: int | Sequence[int] | None = None,
+                  reduction: str = "mean", n_modes: int = 3, horizon: int = 4000, n_perturbations: int = 16) -> float:
     r"""Learning rate (torch's units) from which full-batch SGD diverges, from the top modes of (X, Y).
 
     The smallest lr at which at least half of the perturbed runs of the minimal model (module docstring) diverge
@@ -129,8 +131,10 @@ def divergence_lr(X, Y, depth: int = 2, *, hidden=None, reduction: str = "mean",
     n_perturbations = integer("n_perturbations", n_perturbations, minimum=1)
     s = _model_spectrum(X, Y, n_modes)
     width = None
-    if hidden is not None:
-        width = min(hidden) if hasattr(hidden, "__len__") else integer("hidden", hidden, minimum=1)
+    if isinstance(hidden, Sequence):
+        width = min(integer(f"hidden[{i}]", h, minimum=1) for i, h in enumerate(hidden))
+    elif hidden is not None:
+        width = integer("hidden", hidden, minimum=1)
     s_max = float(io_svd(X, Y)[1][0])
     bound = float(max_stable_lr(s_max, np.shape(X)[0], np.shape(Y)[1], depth=depth, reduction=reduction))
     run: dict = dict(depth=depth, width=width, horizon=horizon, n_perturbations=n_perturbations)

@@ -32,7 +32,10 @@ PNAS 116:11537 (2019); Neuromatch W1D2 tutorial 3 (``initializer_``).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._validate import as_float_array, integer, positive
 
@@ -47,7 +50,7 @@ def _layer_sizes(layer_sizes) -> list[int]:
     return [integer(f"layer_sizes[{i}]", n, minimum=1) for i, n in enumerate(layer_sizes)]
 
 
-def expected_initial_mode_strength(gamma, layer_sizes) -> float:
+def expected_initial_mode_strength(gamma: float, layer_sizes: Sequence[int]) -> float:
     r"""A priori a₀ for the tutorial init W_l ~ N(0, σ_l²), σ_l = γ/√(n_in_l + n_out_l).
 
     Equations (derivations in the module docstring), L = len(layer_sizes) − 1 weight matrices::
@@ -105,7 +108,7 @@ def _singular_vectors(U, V, ws: list[np.ndarray]) -> tuple[np.ndarray, np.ndarra
     return U, V
 
 
-def initial_mode_strength(weights, U, V) -> np.ndarray:
+def initial_mode_strength(weights: Sequence[ArrayLike], U: ArrayLike, V: ArrayLike) -> np.ndarray:
     r"""Effective a₀ per mode of the given weights (torch layout [W1 (N_h1, N_in), …, WL (N_out, N_h{L−1})]).
 
     Equations (module docstring), one value per column α of U and V::

@@ -22,6 +22,7 @@ extension to deeper (balanced) networks; Saxe, McClelland & Ganguli, PNAS 116:11
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._validate import broadcast, integer, nonnegative_array, positive, times
 from .errors import OrbitDivergenceError
@@ -115,7 +116,7 @@ def _deep(T: np.ndarray, s: np.ndarray, a0: np.ndarray, depth: int) -> np.ndarra
     return s * np.exp(depth * psi)
 
 
-def mode_strength(t, s, a0, tau, depth: int = 2) -> np.ndarray:
+def mode_strength(t: ArrayLike, s: ArrayLike, a0: ArrayLike, tau: ArrayLike, depth: int = 2) -> np.ndarray:
     r"""Strength a(t) of a balanced, decoupled mode under gradient flow, broadcasting over ``t``, ``s``, ``a0``.
 
     Equations (t in epochs, τ = 1/η)::
@@ -164,7 +165,7 @@ def mode_strength(t, s, a0, tau, depth: int = 2) -> np.ndarray:
     return np.where(t == 0, a0, out)
 
 
-def mode_strength_discrete(n_steps, s, a0, eta, depth: int = 2) -> np.ndarray:
+def mode_strength_discrete(n_steps: int, s: ArrayLike, a0: ArrayLike, eta: float, depth: int = 2) -> np.ndarray:
     r"""Exact balanced, decoupled SGD orbit a_k = u_k^L of each mode, k = 0 … ``n_steps`` (one step per epoch).
 
     Map::

@@ -31,9 +31,11 @@ ICLR 2020 (the ``predict`` factory style).
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import coupled as _coupled
 from ._validate import as_float_array, choice, integer
@@ -318,8 +320,10 @@ def _applicable(whitened: bool, depth: int, has_weights: bool) -> dict:
     }
 
 
-def predictor(X, Y, lr, *, theory=None, method="discrete", depth=None, reduction="mean", a0=None, weights=None,
-              gamma=None, hidden=None, unstable=False) -> Prediction:
+def predictor(X: ArrayLike, Y: ArrayLike, lr: float, *, theory: str | None = None, method: str = "discrete",
+              depth: int | None = None, reduction: str = "mean", a0: ArrayLike | None = None,
+              weights: Sequence[ArrayLike] | None = None, gamma: float | None = None,
+              hidden: int | Sequence[int] | None = None, unstable: bool = False) -> Prediction:
     r"""Build a :class:`Prediction` for SGD with learning rate ``lr`` on ``nn.MSELoss(reduction)`` of (X, Y).
 
     Computes ``Σʸˣ = YᵀX = U S Vᵀ`` (:func:`theory.io_svd`), ``η = 2·lr/(P·N_out)`` ('mean') or ``2·lr`` ('sum'),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._validate import broadcast, choice, integer, positive
 from .correlations import learning_rate_to_eta
@@ -44,7 +45,7 @@ def _lr_per_eta(n_samples, n_out, reduction: str) -> float:
     return 1.0 / learning_rate_to_eta(1.0, n_samples, n_out, reduction)
 
 
-def max_stable_eta(s_max, depth: int = 2) -> float:
+def max_stable_eta(s_max: float, depth: int = 2) -> float:
     r"""Largest η at which the learned fixed point a = s_max of the discrete map is linearly stable.
 
     Derivation: g(u) = u + η u^{L−1}(s − u^L) has g'(u) = 1 + η[(L−1)u^{L−2}(s − u^L) − L u^{2L−2}]; at
@@ -62,7 +63,7 @@ def max_stable_eta(s_max, depth: int = 2) -> float:
     return 2.0 / (depth * s_max ** (2.0 - 2.0 / depth))
 
 
-def max_stable_lr(s_max, n_samples, n_out, depth: int = 2, reduction: str = "mean") -> float:
+def max_stable_lr(s_max: float, n_samples: int, n_out: int, depth: int = 2, reduction: str = "mean") -> float:
     r"""Largest torch SGD learning rate at which the learned mode a = s_max is linearly stable.
 
     Equation: L η s^{2−2/L} < 2 (derivative of the map at its fixed point, :func:`max_stable_eta`), converted
@@ -78,7 +79,7 @@ def max_stable_lr(s_max, n_samples, n_out, depth: int = 2, reduction: str = "mea
     return max_stable_eta(s_max, depth) * _lr_per_eta(n_samples, n_out, choice("reduction", reduction, ("mean", "sum")))
 
 
-def escape_eta(s_max) -> float:
+def escape_eta(s_max: float) -> float:
     r"""η beyond which the depth-2 orbit of the mode s_max escapes to infinity: η·s_max > 2.
 
     Derivation: with r = 1 + ηs and u = x·√(r/η) the depth-2 map u ↦ u + η u (s − u²) becomes the cubic map
@@ -97,7 +98,7 @@ def escape_eta(s_max) -> float:
     return ESCAPE_ETA_S / s_max
 
 
-def escape_lr(s_max, n_samples, n_out, reduction: str = "mean") -> float:
+def escape_lr(s_max: float, n_samples: int, n_out: int, reduction: str = "mean") -> float:
     r"""Depth-2 learning rate past which the SGD orbit of the top mode escapes to infinity.
 
     Equation: η s_max ≤ 2 (:func:`escape_eta`) ⇔ lr ≤ P·N_out/s_max (mean) or lr ≤ 1/s_max (sum), exactly
@@ -165,7 +166,8 @@ def _discrete_time(f: float, s: np.ndarray, a0: np.ndarray, eta: float, depth: i
     return out
 
 
-def time_to_learn(fraction, s, a0, tau=None, eta=None, depth: int = 2, method: str = "continuous") -> np.ndarray:
+def time_to_learn(fraction: float, s: ArrayLike, a0: ArrayLike, tau: float | None = None, eta: float | None = None,
+                  depth: int = 2, method: str = "continuous") -> np.ndarray:
     r"""Epochs until a balanced, decoupled mode first reaches ``fraction``·s (fraction = 0.5: half-learning time).
 
     Continuous (gradient flow, exact inverse of :func:`theory.modes.mode_strength`), f = ``fraction``::

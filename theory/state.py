@@ -38,9 +38,11 @@ References: Saxe, McClelland & Ganguli, arXiv:1312.6120 (2014); PNAS 116:11537 (
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.linalg import null_space
 
 from ._validate import as_float_array, integer, positive
@@ -177,7 +179,7 @@ def is_whitened(X: np.ndarray) -> bool:
     return not sxx.size or float(np.abs(sxx - np.eye(sxx.shape[0])).max()) <= WHITENED_RTOL
 
 
-def exact_state(X, Y, weights) -> ExactState:
+def exact_state(X: ArrayLike, Y: ArrayLike, weights: Sequence[ArrayLike]) -> ExactState:
     r"""The exact reduced state of the network with initial ``weights`` [W_1 … W_L] (torch layout) on (X, Y).
 
     Any depth L ≥ 1, any widths, any init size; X need not be whitened (then V̄ spans the whole input space and
@@ -214,7 +216,7 @@ def exact_state(X, Y, weights) -> ExactState:
     return ExactState(Ubar, Vbar, layers, target, sxx, lstsq, unfittable)
 
 
-def exact_trajectory(n_steps, state: ExactState, eta) -> tuple[np.ndarray, np.ndarray]:
+def exact_trajectory(n_steps: int, state: ExactState, eta: float) -> tuple[np.ndarray, np.ndarray]:
     r"""Iterate the exact SGD map: ``(M̄, G)`` after k = 0 … n_steps updates.
 
     ``M̄_k = B_L⋯B_1`` (n_steps+1, R, C), so that ``W_tot(k) = Ū M̄_k V̄ᵀ``; ``G_k = B_1ᵀB_1`` (n_steps+1, C, C), the
@@ -250,7 +252,7 @@ def iterate(n_steps, layers, target, eta, sxx=None) -> tuple[np.ndarray, np.ndar
 ODE_RTOL = 1e-10
 
 
-def exact_flow(t, state: ExactState, tau, *, rtol: float = ODE_RTOL, atol: float | None = None):
+def exact_flow(t: ArrayLike, state: ExactState, tau: float, *, rtol: float = ODE_RTOL, atol: float | None = None):
     r"""Gradient flow of the exact state: :func:`flow` of its reduced weights (see there)."""
     return flow(t, state.layers, state.target, tau, state.sxx, rtol=rtol, atol=atol)
 
