@@ -125,9 +125,8 @@ class Prediction:
         """(M̄ (n, R, C), G (n, C, C), scalar) at epochs t, the fixed point at t = inf."""
         tt, scalar = self._epochs(t)
         inf = np.isinf(tt)
-        M0, G0 = self._traj.at(np.zeros(1))
-        M = np.empty((tt.size,) + M0.shape[1:])
-        G = np.empty((tt.size,) + G0.shape[1:])
+        R, C = self._traj.Ubar.shape[1], self._traj.Vbar.shape[1]
+        M, G = np.empty((tt.size, R, C)), np.empty((tt.size, C, C))
         if inf.any():
             if "limit" not in self._cache:
                 self._cache["limit"] = self._traj.limit(self._best_loss_sum(), float(np.sum(self.fitted**2)),
