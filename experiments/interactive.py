@@ -48,8 +48,8 @@ class Run:
         return np.asarray(getattr(self.pred, what)(self.t, *args, **kwargs), dtype=np.float64)
 
     def rsm_scale(self) -> float:
-        XV = self.X @ theory.io_svd(self.X, self.Y)[2]
-        return float(np.abs((XV * self.s ** (2.0 / self.depth)) @ XV.T).max())
+        V = theory.io_svd(self.X, self.Y)[2]
+        return float(np.abs(theory.rsm_from_modes(np.diag(self.s), V, self.X, self.depth)).max())
 
 
 def tutorial_data(n_features: int = 10000, seed: int = 2021, extra: Sequence[float] | None = None):

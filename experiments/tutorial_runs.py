@@ -114,10 +114,10 @@ def train_net(model, X, Y, lr, n_epochs, desc, quiet, illusory_i=0):
 
 def scales(X, Y, depth: int) -> tuple[float, float]:
     """What the singular values and the RSM saturate at once every mode is learned: s_max and ‖X V S^{2/L} Vᵀ Xᵀ‖."""
-    from theory import io_svd
+    from theory import io_svd, rsm_from_modes
 
-    _, s, V = io_svd(np.asarray(X, np.float64), np.asarray(Y, np.float64))
-    XV = np.asarray(X, np.float64) @ V
-    return float(s[0]), float(np.abs((XV * s ** (2.0 / depth)) @ XV.T).max())
+    X = np.asarray(X, np.float64)
+    _, s, V = io_svd(X, np.asarray(Y, np.float64))
+    return float(s[0]), float(np.abs(rsm_from_modes(np.diag(s), V, X, depth)).max())
 
 

@@ -38,8 +38,7 @@ QUANTITIES = ("modes", "loss", "rsm", "illusion")
 def rsm_scale(X, s, V, depth: int) -> np.ndarray:
     """The RSM a balanced network has once it has learned every mode, ``X V S^{2/L} Vᵀ Xᵀ``: the reference that
     RSM errors are divided by (data only, so every theory and the floor share it)."""
-    XV = np.asarray(X) @ V
-    return (XV * np.asarray(s) ** (2.0 / depth)) @ XV.T
+    return theory.rsm_from_modes(np.diag(s), V, X, depth)
 
 
 def quantity_errors(pred: dict, meas, s, rsm_ref, track: bool) -> dict:

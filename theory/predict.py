@@ -165,9 +165,7 @@ class Prediction:
     def modes(self, t) -> np.ndarray:
         r"""Predicted singular values of W_tot(t), sorted descending (what ``net_svd`` measures), (len(t), r)."""
         M, _, scalar = self._state(t)
-        out = np.linalg.svd(M, compute_uv=False)[..., : self.s.size]
-        if out.shape[-1] < self.s.size:  # a representation narrower than r (never for the bases used here)
-            out = np.pad(out, [(0, 0), (0, self.s.size - out.shape[-1])])
+        out = np.linalg.svd(M, compute_uv=False)[..., : self.s.size]  # the bases hold U and V: R, C ≥ r
         return out[0] if scalar else out
 
     def w_tot(self, t) -> np.ndarray:

@@ -50,7 +50,8 @@ from .correlations import WHITENED_RTOL, io_svd
 from .errors import OrbitDivergenceError
 
 __all__ = ["ExactState", "exact_state", "product", "descent_directions", "sgd_step", "exact_trajectory", "exact_flow",
-           "iterate", "flow", "chained_weights", "is_whitened", "RANK_EPS_FACTOR", "DIVERGED_ABOVE", "ODE_RTOL"]
+           "iterate", "flow", "escape_bound", "orbit_diverged", "chained_weights", "is_whitened", "RANK_EPS_FACTOR",
+           "DIVERGED_ABOVE", "ODE_RTOL"]
 
 # A singular value of a basis candidate below this multiple of ε·size·‖B‖ is rounding noise (rank deficiency).
 RANK_EPS_FACTOR = 10.0
@@ -227,6 +228,17 @@ def exact_trajectory(n_steps: int, state: ExactState, eta: float) -> tuple[np.nd
     return iterate(n_steps, state.layers, state.target, eta, state.sxx)
 
 
+def escape_bound(target, M0) -> float:
+    """|M̄| beyond which an orbit of the exact map counts as diverged: :data:`DIVERGED_ABOVE` × its scale."""
+    return DIVERGED_ABOVE * max(np.abs(target).max(initial=0.0), np.abs(M0).max(initial=0.0), 1.0)
+
+
+def orbit_diverged(eta: float, k: int) -> OrbitDivergenceError:
+    """The error every exact or approximate map raises when its orbit passes :func:`escape_bound` at step k."""
+    return OrbitDivergenceError(f"eta={eta!r} makes the exact SGD map diverge (at step {k}); lower the learning "
+                                "rate (theory.stable_lr and theory.divergence_lr give the bounds)")
+
+
 def iterate(n_steps, layers, target, eta, sxx=None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`exact_trajectory` for reduced weights ``layers``, target S̄ and Σ̄ˣˣ given directly (None: I)."""
     n_steps, eta = integer("n_steps", n_steps), positive("eta", eta)
@@ -234,7 +246,7 @@ def iterate(n_steps, layers, target, eta, sxx=None) -> tuple[np.ndarray, np.ndar
     R, C = target.shape
     prods = np.empty((n_steps + 1, R, C))
     grams = np.empty((n_steps + 1, C, C))
-    scale = DIVERGED_ABOVE * max(np.abs(target).max(initial=0.0), np.abs(product(layers)).max(initial=0.0), 1.0)
+    scale = escape_bound(target, product(layers))
     with np.errstate(over="ignore", invalid="ignore"):  # a diverging orbit is reported below, not warned about
         for k in range(n_steps + 1):
             grams[k] = layers[0].T @ layers[0] if len(layers) > 1 else np.eye(C)
@@ -243,8 +255,7 @@ def iterate(n_steps, layers, target, eta, sxx=None) -> tuple[np.ndarray, np.ndar
             else:
                 prods[k] = product(layers)
             if not np.abs(prods[k]).max(initial=0.0) <= scale:  # NaN compares False
-                raise OrbitDivergenceError(f"eta={eta!r} makes the exact SGD map diverge (at step {k}); lower the "
-                                           "learning rate (theory.stable_lr and theory.divergence_lr give the bounds)")
+                raise orbit_diverged(eta, k)
     return prods, grams
 
 

@@ -24,7 +24,7 @@ from . import coupled as _coupled
 from .errors import OrbitDivergenceError
 from .modes import mode_strength, mode_strength_discrete
 from .stability import DISCRETE_STEP_CAP
-from .state import DIVERGED_ABOVE, ODE_RTOL, ExactState, exact_flow, product, sgd_step
+from .state import ODE_RTOL, ExactState, escape_bound, exact_flow, orbit_diverged, product, sgd_step
 
 __all__ = ["Exact", "Coupled", "Scalar", "CHECKPOINT_EVERY", "LIMIT_RTOL"]
 
@@ -33,11 +33,6 @@ CHECKPOINT_EVERY = 64
 # t = ∞ of the exact theory: iterated until the loss is within this fraction of ‖Ŷ‖² of the best loss a network
 # of these widths can reach (all it can learn has been learned) and M̄ moves by less than this relative amount.
 LIMIT_RTOL = 1e-12
-
-
-def _diverged(eta: float, k: int) -> OrbitDivergenceError:
-    return OrbitDivergenceError(f"eta={eta!r} makes the exact SGD map diverge (at step {k}); lower the learning rate "
-                      "(theory.stable_lr and theory.divergence_lr give the bounds)")
 
 
 class _Checkpointed:
@@ -57,7 +52,7 @@ class _Checkpointed:
 
     def _check(self, M, k: int) -> None:
         if not np.abs(M).max(initial=0.0) <= self._bound:  # NaN compares False
-            raise _diverged(self.eta, k)
+            raise orbit_diverged(self.eta, k)
 
     def at(self, t: np.ndarray):
         ks = t.astype(np.int64)
@@ -88,8 +83,7 @@ class Exact(_Checkpointed):
         super().__init__(list(state.layers), eta)
         self.state, self.method, self.tau = state, method, 1.0 / eta
         self.Ubar, self.Vbar = state.Ubar, state.Vbar
-        self._bound = DIVERGED_ABOVE * max(np.abs(state.target).max(initial=0.0),
-                                           np.abs(product(state.layers)).max(initial=0.0), 1.0)
+        self._bound = escape_bound(state.target, product(state.layers))
 
     def _step(self, layers):
         return sgd_step(layers, self.state.target, self.eta, self.state.sxx)[0]
@@ -134,7 +128,7 @@ class Coupled(_Checkpointed):
         self._I = np.eye(s.size)
         M0 = Z0.T @ Z0
         self.M0 = 0.5 * (M0 + M0.T)
-        self._bound = DIVERGED_ABOVE * max(s.max(initial=0.0), np.abs(self.M0).max(initial=0.0), 1.0)
+        self._bound = escape_bound(s, self.M0)
 
     def _step(self, Z):
         return Z @ (self._I + self.eta * (self._S - Z.T @ Z))
