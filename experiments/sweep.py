@@ -4,35 +4,42 @@ Example (the tutorial's regimes, 128 runs)::
 
     saxe sweep --lr 50 100 --gamma 1e-12 1e-6 1e-3 1 --depth 2 --hidden 30 --seeds 16 --epochs 250 --out DIR
 
-**Modules.** This one is the command line (arguments, the run loop, ``--merge``); the rest lives in
-:mod:`experiments.sweep_grid` (the grid, shards, CSV columns and rows), :mod:`experiments.sweep_engine`
-(data, init and the batched training engines), :mod:`experiments.sweep_theory` (the batched theories) and
-:mod:`experiments.sweep_figures` (the phase diagram). Their public names are importable from here too.
+**Modules.** This one is the command line (arguments, the run loop); the rest lives in
+:mod:`experiments.sweep_grid` (the grid, shards, CSV columns and rows), :mod:`experiments.sweep_engine` (the data;
+training is :mod:`saxe.batched`, the one home of the batched engine), :mod:`experiments.sweep_theory` (the
+batched theories, calls into :mod:`theory.state`), :mod:`experiments.sweep_status` (run statuses and stability
+warnings), :mod:`experiments.sweep_figures` (the phase diagram), :mod:`experiments.sweep_merge` (``--merge``) and
+:mod:`experiments.sweep_dask` (``--dask``).
 
 **Shards.** ``--shard i/n`` keeps the runs with ``index % n == i``: the n shards are disjoint and cover the grid.
 Shard files get their own names (``sweep.shard-i-of-n.csv``, ``sweep.shard-i-of-n.json``,
-``phase_diagram.shard-i-of-n.png``), so a SLURM array can write every shard into one ``--out``; they merge by
-concatenation (every file has the same header), or with ``saxe sweep --out DIR --merge`` (which checks that no
-run appears twice and also draws the full phase diagram).
+``phase_diagram.shard-i-of-n.png``), so a SLURM array can write every shard into one ``--out``. Each ``.json`` is
+a completion marker (``"complete": false`` from the start, ``true`` once the last row is written);
+``saxe sweep --out DIR --merge`` joins the shards and exits 1, naming them, if any is missing or incomplete
+(``--partial`` merges anyway and marks the result partial), see :mod:`experiments.sweep_merge`.
+
+**Many machines.** ``--dask local[:N]`` runs the chunks on a local Dask cluster of N worker processes,
+``--dask tcp://HOST:PORT`` on a running scheduler (SLURM via dask-jobqueue: README); rows are identical to a
+single-process sweep, see :mod:`experiments.sweep_dask`.
 
 **Runs.** Data: the tutorial's tree (``saxe.generate_hsd(n_features=--features, rng=--data-seed)``), or
 ``--data items.csv`` (one-hot item inputs). A run's init is bit for bit that of ``saxe.initializer_`` with its
-seed (:mod:`experiments.sweep_engine`), so batching, shards and resume never change a row (on the CPU the
-numbers are even bit-identical: per-run arithmetic does not depend on the batch). Training is full-batch SGD on
-``nn.MSELoss()`` for ``--epochs`` updates in ``--dtype`` (float64 by default), ``--threads`` torch threads
-(default 1: small matrices, and a shared machine stalls 2-thread torch badly), on ``--device`` (``cuda`` moves
-the batched engine to the GPU; the theory stays on the CPU in float64).
+seed (:mod:`saxe.batched`), so batching, shards, workers and resume never change a row (on the CPU the numbers
+are even bit-identical: per-run arithmetic does not depend on the batch). Training is full-batch SGD on
+``nn.MSELoss()`` for ``--epochs`` updates in ``--dtype`` (float64 by default), ``--threads`` torch and BLAS
+threads (default 1: small matrices, and a shared machine stalls multi-threaded BLAS badly), on ``--device``
+(``cuda`` moves the batched engine to the GPU; the theory stays on the CPU in float64).
 
 **Engines** (``--engine``): ``reduced`` (the exact reduced-coordinate SGD, batched), ``autograd``
 (``saxe.train`` per run) or ``auto`` (default: ``reduced`` where it applies); the ``engine`` column says which
-one ran each row. A diverging run is recorded with ``diverged=True`` and the sweep goes on. See
-:mod:`experiments.sweep_engine`.
+one ran each row. A diverging run is recorded with ``diverged=True`` and the sweep goes on.
 
-**Files** (all through :mod:`experiments.report`'s atomic writers): after every batch ("chunk") the whole CSV is
-rewritten to a temp file and renamed over ``sweep.csv``, so an interrupted sweep leaves only complete rows and
-``--resume`` skips the run_ids already there (it refuses a file made with other data, epochs or dtype). Without
-``--resume`` an existing, non-empty ``sweep.csv`` is an error. At the end: ``phase_diagram.png``
-(:mod:`experiments.sweep_figures`) and ``sweep.json`` (the command, counts, timings, versions).
+**Files** (all through :mod:`experiments.report`'s atomic writers): after every chunk the whole CSV is rewritten
+(in grid order) to a temp file and renamed over ``sweep.csv``, so an interrupted sweep leaves only complete rows
+and ``--resume`` skips the run_ids already there, whichever way they were computed (it refuses a file made with
+other data, epochs or dtype). Without ``--resume`` an existing, non-empty ``sweep.csv`` is an error. At the end:
+``phase_diagram.png`` (:mod:`experiments.sweep_figures`) and ``sweep.json`` (the command, counts, timings,
+versions, ``"complete": true``).
 
 Batches: runs of one (depth, hidden) in grid order, ``--batch`` at a time, capped so that the per-epoch records
 of a batch (measured and predicted singular values, the exact M_k) stay below ~1 GiB.
@@ -40,11 +47,10 @@ of a batch (measured and predicted singular values, the exact M_k) stay below ~1
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import re
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -61,13 +67,10 @@ from .sweep_engine import (  # noqa: F401
     BatchTraining,
     InitCache,
     Problem,
-    SeedBasis,
     init_weights,
     layer_sigmas,
     load_problem,
-    train_autograd,
     train_batch,
-    train_reduced,
 )
 from .sweep_grid import (  # noqa: F401
     BASE_COLUMNS,
@@ -85,7 +88,8 @@ from .sweep_grid import (  # noqa: F401
     shard_runs,
     write_rows,
 )
-from .sweep_theory import decoupled_predictions, exact_inputs, exact_modes_batch, theory_batch  # noqa: F401
+from .sweep_status import STATUSES, stability_warnings
+from .sweep_theory import decoupled_predictions, exact_modes_batch, theory_batch  # noqa: F401
 
 ENGINES = ("auto", "reduced", "autograd")
 #: Largest memory (bytes) the per-epoch records of one batch may take (float64: measured singular values, the
@@ -114,7 +118,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", help="i/n: run only the grid points with index %% n == i")
     p.add_argument("--resume", action="store_true", help="keep the rows already in the CSV and skip their runs")
     p.add_argument("--merge", action="store_true",
-                   help="merge the shard files in --out into sweep.csv and draw the phase diagram (no training)")
+                   help="merge the shard files in --out into sweep.csv and draw the phase diagram (no training); "
+                        "exit 1 if a shard is missing or incomplete")
+    p.add_argument("--partial", action="store_true",
+                   help="with --merge: merge even if shards are missing or incomplete (marked partial in sweep.json)")
+    p.add_argument("--dask", metavar="local[:N]|tcp://HOST:PORT",
+                   help="run the chunks as Dask tasks: a local cluster of N worker processes (default: one per "
+                        "core) or an existing scheduler (needs the [distributed] extra)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
 
 
@@ -137,8 +147,15 @@ def _check_args(args) -> tuple[int, int] | None:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False); "
                          "use --device cpu")
-    if args.merge and (args.shard or args.resume):
-        raise UsageError("--merge takes no --shard or --resume")
+    if args.merge and (args.shard or args.resume or args.dask):
+        raise UsageError("--merge takes no --shard, --resume or --dask")
+    if args.partial and not args.merge:
+        raise UsageError("--partial applies to --merge only")
+    if args.dask is not None:
+        from .sweep_dask import _import_distributed, parse_dask
+
+        parse_dask(args.dask)  # a malformed address or a missing extra is an error before anything is written
+        _import_distributed()
     return parse_shard(args.shard)
 
 
@@ -158,9 +175,38 @@ def _batches(pending: list[Run], size: int) -> list[list[Run]]:
     return [g[i:i + size] for g in groups.values() for i in range(0, len(g), size)]
 
 
+def compute_chunk(problem, cache, runs: list[Run], n_epochs: int, engine: str, dtype: torch.dtype,
+                  device: torch.device) -> tuple[list[dict], dict]:
+    """Train and predict one chunk (runs of one shape): its CSV rows and timings. The single-process loop and the
+    Dask workers (:mod:`experiments.sweep_dask`) both call this, so their rows are identical."""
+    t0 = time.perf_counter()
+    tr = train_batch(problem, cache, runs, n_epochs, engine=engine, dtype=dtype, device=device)
+    t1 = time.perf_counter()
+    preds = theory_batch(problem, cache, runs, n_epochs, {})  # decoupled theory: shared by a chunk's seeds
+    rows = make_rows(problem, runs, tr, preds, n_epochs, str(dtype).replace("torch.", ""), str(device))
+    return rows, {"train_s": t1 - t0, "theory_s": time.perf_counter() - t1}
+
+
+def _local_chunks(problem, batches, args, dtype, device):
+    cache = InitCache(problem, dtype)
+    shape = None
+    for runs in batches:
+        if shape is not None and runs[0].shape != shape:
+            cache.drop(shape)
+        shape = runs[0].shape
+        yield compute_chunk(problem, cache, runs, args.epochs, args.engine, dtype, device)
+
+
+def _sorted(rows: list[dict], order: dict[str, int]) -> list[dict]:
+    """Rows in grid order (chunks may finish in any order on Dask workers); unknown run_ids keep their place last."""
+    return sorted(rows, key=lambda row: order.get(row["run_id"], len(order)))
+
+
 def run(args) -> int:
     shard = _check_args(args)
     if args.merge:
+        from .sweep_merge import merge
+
         return merge(args)
     seeds = range(args.seed_start, args.seed_start + args.seeds)
     grid = build_grid(args.depth, args.hidden, args.lr, args.gamma, seeds)
@@ -172,6 +218,9 @@ def run(args) -> int:
             raise UsageError(f"--engine reduced needs γ > 0 and N_out > N_in + N_(L−1) (here "
                              f"N_in={problem.X.shape[1]}, N_out={problem.Y.shape[1]}); e.g. run {bad[0].run_id} "
                              "does not qualify: use --engine auto or autograd")
+    warnings = stability_warnings(problem.X, problem.Y, sorted({(r.depth, r.hidden, r.lr) for r in mine}))
+    for text in warnings:  # never hidden: these grid points cannot give an exact, settled run
+        print(f"saxe sweep: warning: {text}", file=sys.stderr)
     out = Path(args.out)
     names = output_names(shard)
     header = columns(problem.n_modes)
@@ -179,39 +228,30 @@ def run(args) -> int:
     rows = existing_rows(out / names["csv"], header, args.resume, problem, args.epochs, args.dtype)
     done = {row["run_id"] for row in rows}
     pending = [r for r in mine if r.run_id not in done]
+    order = {r.run_id: r.index for r in grid}
     dtype = torch.float64 if args.dtype == "float64" else torch.float32
     device = torch.device(args.device)
     r = problem.n_modes
     batch = max(1, min(args.batch, BATCH_RECORD_BYTES // (8 * (args.epochs + 1) * (r * r + 4 * r))))
+    batches = _batches(pending, batch)
+    base = {"command": {k: v for k, v in vars(args).items() if not k.startswith("_")}, "data": problem.name,
+            "n_grid": len(grid), "n_expected": len(mine), "shard": args.shard, "batch": batch, "csv": names["csv"],
+            "warnings": warnings}
+    # the completion marker: "complete": false until the last row is written (a killed run leaves it so)
+    write_json(out / names["json"], {**base, "complete": False, "n_rows": len(rows), "versions": package_versions()})
     t_start = time.perf_counter()
     timing = {"train_s": 0.0, "theory_s": 0.0, "write_s": 0.0}
     n_new = 0
-
-    def chunks():
-        cache = InitCache(problem, dtype)
-        shape = None
-        for runs in _batches(pending, batch):
-            if shape is not None and runs[0].shape != shape:
-                cache.drop(shape)
-            shape = runs[0].shape
+    with torch_threads(args.threads), _chunk_source(problem, batches, args, dtype, device) as chunks:
+        for new, times in items_bar(chunks, "sweep chunks", args.quiet, total=len(batches)):
+            rows.extend(new)
+            n_new += len(new)
+            timing["train_s"] += times["train_s"]
+            timing["theory_s"] += times["theory_s"]
             t0 = time.perf_counter()
-            tr = train_batch(problem, cache, runs, args.epochs, engine=args.engine, dtype=dtype, device=device)
-            t1 = time.perf_counter()
-            preds = theory_batch(problem, cache, runs, args.epochs, {})  # decoupled theory: shared by a batch's seeds
-            new = make_rows(problem, runs, tr, preds, args.epochs, args.dtype, args.device)
-            timing["train_s"] += t1 - t0
-            timing["theory_s"] += time.perf_counter() - t1
-            for j, row in enumerate(new):
-                yield row, j == len(new) - 1
-
-    with torch_threads(args.threads):
-        for row, last_of_chunk in items_bar(chunks(), "sweep", args.quiet, total=len(pending)):
-            rows.append(row)
-            n_new += 1
-            if last_of_chunk:
-                t0 = time.perf_counter()
-                write_rows(out / names["csv"], header, rows)
-                timing["write_s"] += time.perf_counter() - t0
+            rows = _sorted(rows, order)
+            write_rows(out / names["csv"], header, rows)
+            timing["write_s"] += time.perf_counter() - t0
     if not (out / names["csv"]).exists():  # nothing to run (empty shard): still leave a readable file
         write_rows(out / names["csv"], header, rows)
     from .sweep_figures import phase_diagram
@@ -220,67 +260,28 @@ def run(args) -> int:
     figure = phase_diagram(rows, out / names["figure"])
     timing["figure_s"] = time.perf_counter() - t0
     n_div = sum(row["diverged"] == "True" for row in rows)
+    by_status = {st: sum(row.get("status") == st for row in rows) for st in STATUSES}
     timing["total_s"] = time.perf_counter() - t_start
-    summary = {"command": {k: v for k, v in vars(args).items() if not k.startswith("_")}, "data": problem.name,
-               "n_grid": len(grid), "n_shard": len(mine), "n_rows": len(rows), "n_new": n_new,
-               "n_resumed": len(rows) - n_new, "n_diverged": n_div, "shard": args.shard, "batch": batch,
-               "timings": timing, "csv": names["csv"], "figure": figure.name if figure else None,
-               "versions": package_versions()}
-    write_json(out / names["json"], summary)
+    summary = {**base, "complete": True, "n_shard": len(mine), "n_rows": len(rows), "n_new": n_new,
+               "n_resumed": len(rows) - n_new, "n_diverged": n_div, "statuses": by_status,
+               "n_chunks": len(batches), "dask": args.dask,
+               "timings": timing, "figure": figure.name if figure else None, "versions": package_versions()}
+    write_json(out / names["json"], summary)  # last: marks the sweep (or shard) complete
     if not args.quiet:
-        print(f"saxe sweep: {n_new} runs done, {len(rows) - n_new} resumed, {n_div} diverged; "
+        counts = ", ".join(f"{n} {st.replace('_', ' ')}" for st, n in by_status.items())
+        print(f"saxe sweep: {n_new} runs done, {len(rows) - n_new} resumed ({counts}); "
               f"{out / names['csv']} ({timing['total_s']:.1f} s: train {timing['train_s']:.1f} s, "
               f"theory {timing['theory_s']:.1f} s)")
     return 0
 
 
-_SHARD_FILE = re.compile(r"sweep\.shard-(\d+)-of-(\d+)\.csv")
+@contextmanager
+def _chunk_source(problem, batches, args, dtype, device):
+    """(rows, timings) per chunk: computed here, or by Dask workers (:mod:`experiments.sweep_dask`)."""
+    if args.dask is None:
+        yield _local_chunks(problem, batches, args, dtype, device)
+        return
+    from .sweep_dask import client_for, map_chunks
 
-
-def merge(args) -> int:
-    """Concatenate ``sweep.shard-*-of-n.csv`` in --out into ``sweep.csv`` and draw ``phase_diagram.png``."""
-    out = Path(args.out)
-    files = sorted(p for p in out.glob("sweep.shard-*-of-*.csv") if _SHARD_FILE.fullmatch(p.name))
-    if not files:
-        raise UsageError(f"--merge: no shard files (sweep.shard-i-of-n.csv) in {out}")
-    counts = {int(_SHARD_FILE.fullmatch(p.name).group(2)) for p in files}
-    if len(counts) != 1:
-        raise UsageError(f"--merge: shard files of different splits in {out}: n = {sorted(counts)}")
-    n = counts.pop()
-    target = out / "sweep.csv"
-    info = out / "sweep.json"
-    if target.exists():
-        try:
-            merged_before = "merged_from" in json.loads(info.read_text())
-        except (OSError, ValueError):
-            merged_before = False
-        if not merged_before:
-            raise UsageError(f"--merge: {target} exists and is not a previous merge; move it away first")
-    header, rows, seen = None, [], {}
-    for path in files:
-        h, rs = read_rows(path)
-        if header is None:
-            header = h
-        elif h != header:
-            raise UsageError(f"--merge: {path.name} has other columns than {files[0].name}")
-        for row in rs:
-            if rows and (row["data"], row["n_epochs"], row["dtype"]) != (rows[0]["data"], rows[0]["n_epochs"],
-                                                                          rows[0]["dtype"]):
-                raise UsageError(f"--merge: {path.name} holds runs of another sweep (data, epochs or dtype differ)")
-            if row["run_id"] in seen:
-                raise UsageError(f"--merge: run {row['run_id']} is in both {seen[row['run_id']]} and {path.name}")
-            seen[row["run_id"]] = path.name
-            rows.append(row)
-    found = {int(_SHARD_FILE.fullmatch(p.name).group(1)) for p in files}
-    missing = sorted(set(range(n)) - found)
-    write_rows(target, header, rows)
-    from .sweep_figures import phase_diagram
-
-    phase_diagram(rows, out / "phase_diagram.png")
-    write_json(info, {"merged_from": [p.name for p in files], "n_rows": len(rows), "missing_shards": missing,
-                      "versions": package_versions()})
-    if not args.quiet:
-        note = f"; missing shards: {missing}" if missing else ""
-        print(f"saxe sweep --merge: {len(rows)} runs from {len(files)} of {n} shards → {target}{note}",
-              file=sys.stderr if missing else sys.stdout)
-    return 0
+    with client_for(args.dask, args.threads) as client:
+        yield map_chunks(client, problem, batches, args.epochs, args.engine, args.dtype, args.device, args.threads)

@@ -12,12 +12,15 @@ its position in that order. Depth 1 (linear regression) has no hidden layer: its
 **Columns** of ``sweep.csv`` (csv module, one row per run, pandas-readable; NaN is an empty cell, "never" is
 ``inf``): run_id, data (the data set: ``hsd-f{features}-s{data_seed}`` or ``{file stem}-{sha256[:12]}``), depth,
 hidden, lr, gamma, seed, eta, a0 (a priori), n_epochs, engine, dtype, device, final_loss (after the last
-update), diverged, diverged_epoch, err_continuous, err_discrete, err_exact (``experiments.metrics.modes_error``:
-max over epochs and modes of |pred − meas|/s_α, singular values sorted descending), half_measured_1..r,
-half_continuous_1..r, half_discrete_1..r, half_exact_1..r (``metrics.half_learning_epochs``: first epoch at
-which the α-th singular value reaches s_α/2), batch_seconds and batch_runs (the wall time of the batch that trained
-the run and how many runs it trained together: runs are trained in batches, so a run's own cost is
-batch_seconds / batch_runs; an autograd run is its own batch of 1).
+update), diverged, diverged_epoch, status (``converged``, ``learning``, ``not_learned`` or ``diverged``) and
+learned_fraction ((L₀ − L_T)/(L₀ − L_best), empty if diverged; :mod:`experiments.sweep_status`), err_continuous,
+err_discrete, err_exact (``experiments.metrics.modes_error``: max over epochs and modes of |pred − meas|/s_max,
+singular values sorted descending; a number for every run that did not diverge, but agreement only where the
+status is ``converged`` or ``learning``: a run at its saddle matches every theory's a = 0 to rounding),
+half_measured_1..r, half_continuous_1..r, half_discrete_1..r, half_exact_1..r (``metrics.half_learning_epochs``:
+first epoch at which the α-th singular value reaches s_α/2), batch_seconds and batch_runs (the wall time of the
+batch that trained the run and how many runs it trained together: runs are trained in batches, so a run's own cost
+is batch_seconds / batch_runs; an autograd run is its own batch of 1).
 
 **Resume.** :func:`existing_rows` returns the rows already in a sweep's CSV for ``--resume`` (refusing a file made
 with other data, epochs or dtype), and refuses to clobber a non-empty one without ``--resume``.
@@ -34,6 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import metrics as M
+from . import sweep_status as ST
 from .cli import UsageError
 from .report import atomic_write
 
@@ -42,7 +46,8 @@ if TYPE_CHECKING:  # annotations only (sweep_engine imports this module)
 
 THEORIES = ("continuous", "discrete", "exact")
 BASE_COLUMNS = ("run_id", "data", "depth", "hidden", "lr", "gamma", "seed", "eta", "a0", "n_epochs", "engine", "dtype",
-                "device", "final_loss", "diverged", "diverged_epoch", "err_continuous", "err_discrete", "err_exact")
+                "device", "final_loss", "diverged", "diverged_epoch", "status", "learned_fraction", "err_continuous",
+                "err_discrete", "err_exact")
 HALF_KINDS = ("measured",) + THEORIES
 
 
@@ -145,15 +150,20 @@ def _half(values: np.ndarray) -> list[str]:
 
 def make_rows(problem: Problem, runs: list[Run], tr: BatchTraining, preds: dict[str, np.ndarray], n_epochs: int,
               dtype: str, device: str) -> list[dict[str, str]]:
+    """One CSV row per run (module docstring): from ``tr`` the losses (R, T), modes (R, T, r) and diverged_at;
+    the status from :func:`experiments.sweep_status.classify` against the least loss its width allows."""
     s, r = problem.s, problem.n_modes
+    best = ST.reachable_losses(problem.X, problem.Y, [run.hidden if run.depth > 1 else None for run in runs])
     rows = []
     for i, run in enumerate(runs):
         diverged = bool(tr.diverged_at[i] >= 0)
+        status = ST.classify(tr.losses[i], float(best[i]), diverged)
         row = {"run_id": run.run_id, "data": problem.name, "depth": fmt(run.depth), "hidden": fmt(run.hidden),
                "lr": fmt(run.lr), "gamma": fmt(run.gamma), "seed": fmt(run.seed), "eta": fmt(problem.eta(run.lr)),
                "a0": fmt(problem.a0(run)), "n_epochs": fmt(n_epochs), "engine": tr.engines[i], "dtype": dtype,
                "device": device, "final_loss": "" if diverged else fmt(tr.losses[i, -1]), "diverged": fmt(diverged),
-               "diverged_epoch": fmt(int(tr.diverged_at[i])) if diverged else "",
+               "diverged_epoch": fmt(int(tr.diverged_at[i])) if diverged else "", "status": status.status,
+               "learned_fraction": fmt(status.learned_fraction),
                "batch_seconds": fmt(float(tr.batch_seconds[i])), "batch_runs": fmt(int(tr.batch_runs[i]))}
         meas = tr.modes[i]
         halves = {"measured": np.full(r, np.nan)}
@@ -208,7 +218,8 @@ def existing_rows(path: Path, header: list[str], resume: bool, problem: Problem,
                              "choose another --out")
         return []
     if old_header != header:
-        raise UsageError(f"{path}: its columns differ from this sweep's (other data?); choose another --out")
+        raise UsageError(f"{path}: its columns differ from this sweep's (other data, or a CSV from an older "
+                         "version without the status columns); choose another --out")
     for row in rows:
         if (row["data"], row["n_epochs"], row["dtype"]) != (problem.name, str(epochs), dtype):
             raise UsageError(f"{path} holds runs of another sweep (data={row['data']}, epochs={row['n_epochs']}, "

@@ -4,22 +4,24 @@ predicted singular-value trajectories.
 **Theories** (per run, as :func:`theory.predictor` builds them): ``continuous`` (closed form) and ``discrete``
 (exact scalar SGD map), both from the a priori a₀ = ``theory.expected_initial_mode_strength(γ, sizes)`` (0 for
 γ = 0); ``exact`` from the run's actual init: the one exact theory state of :mod:`theory.state` (the reduced
-weights ``[W_1 V̄, W_2, …, Ūᵀ W_L]`` with the invariant outside directions), advanced by its SGD map
-(:func:`theory.state.sgd_step`). That kernel is called here on float64 torch stacks of all the runs of a batch
-(numpy's matmul over stacks of small matrices is several times slower than torch's batched kernels; the kernel is
-written for both). A theory that diverges (η beyond its stable range) leaves empty cells, never a crash. U, s, V
-and the zero modes (rounding-level s set to 0) are those of ``theory.predictor``.
+weights ``[W_1 V̄, W_2, …, Ūᵀ W_L]`` of :func:`theory.state.reduced_weights`, built once per seed by
+:func:`saxe.batched.exact_layers`), advanced by its SGD map (:func:`theory.state.sgd_step`). That kernel is
+called here on float64 torch stacks of all the runs of a batch (numpy's matmul over stacks of small matrices is
+several times slower than torch's batched kernels; the kernel is written for both). A theory that diverges
+(η beyond its stable range) leaves empty cells, never a crash. U, s, V and the zero modes (rounding-level s set
+to 0) are those of ``theory.predictor``.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from saxe.batched import SeedBases, exact_layers
 from theory.errors import OrbitDivergenceError
 from theory.state import product, sgd_step
 from theory.trajectories import Scalar
 
-from .sweep_engine import InitCache, Problem, SeedBasis
+from .sweep_engine import Problem
 from .sweep_grid import Run
 
 
@@ -54,45 +56,6 @@ def exact_modes_batch(n_steps: int, s: np.ndarray, layers: list[np.ndarray], eta
     return out.numpy()
 
 
-def _pad(blocks: list[np.ndarray], axis: int) -> np.ndarray:
-    """Stack 2-D blocks, zero-padding ``axis`` (0 rows, 1 columns) to the largest size."""
-    n = max(b.shape[axis] for b in blocks)
-    out = []
-    for b in blocks:
-        width = [(0, 0), (0, 0)]
-        width[axis] = (0, n - b.shape[axis])
-        out.append(np.pad(b, width))
-    return np.stack(out)
-
-
-def exact_inputs(problem: Problem, cache: InitCache, runs: list[Run]):
-    """Per run, from its actual init (as ``theory.exact_state`` builds it): the reduced layers, each (R, ·, ·);
-    depth 1: ``[Ūᵀ W V]`` (V spans the inputs of one-hot data, so V̄ = V)."""
-    depth, h, r = runs[0].depth, runs[0].hidden, problem.n_modes
-    n_in = problem.X.shape[1]
-    parts = []
-    for run in runs:
-        sc = cache.scales(run)
-        if run.gamma == 0:  # every weight is zero
-            b = SeedBasis(lower=[], last_a=None, last_c=None, first_v=np.zeros((r, r) if depth == 1 else (h, r)),
-                          last_u=np.zeros((r, h)), middle=[np.zeros((h, h))] * max(depth - 2, 0),
-                          first_out=np.zeros((h, 0)), last_out=np.zeros((0, n_in if depth == 1 else h)))
-        else:
-            b = cache.basis(run, reduced=False)
-        if depth == 1:
-            parts.append([np.vstack([sc[0] * b.first_v, sc[0] * b.last_out @ problem.V])])
-        else:
-            first = np.hstack([sc[0] * b.first_v, sc[0] * b.first_out])
-            last = np.vstack([sc[-1] * b.last_u, sc[-1] * b.last_out])
-            parts.append([first, *[sc[l + 1] * m for l, m in enumerate(b.middle)], last])
-    if depth == 1:
-        return [_pad([p[0] for p in parts], axis=0)]
-    layers = [_pad([p[0] for p in parts], axis=1)]
-    layers += [np.stack([p[l] for p in parts]) for l in range(1, depth - 1)]
-    layers.append(_pad([p[-1] for p in parts], axis=0))
-    return layers
-
-
 def decoupled_predictions(problem: Problem, run: Run, n_epochs: int) -> dict[str, np.ndarray]:
     """Sorted (T, r) predictions of the continuous and discrete scalar theories, the trajectories
     ``theory.predictor(X, Y, lr, depth, a0=a₀ a priori, method, theory='scalar')`` uses (the SVD of Σʸˣ is done
@@ -110,11 +73,11 @@ def decoupled_predictions(problem: Problem, run: Run, n_epochs: int) -> dict[str
     return out
 
 
-def theory_batch(problem: Problem, cache: InitCache, runs: list[Run], n_epochs: int,
+def theory_batch(problem: Problem, cache: SeedBases, runs: list[Run], n_epochs: int,
                  decoupled_cache: dict) -> dict[str, np.ndarray]:
     """(R, T, r) sorted predictions of every theory for a batch of runs of one shape."""
     etas = np.array([problem.eta(r.lr) for r in runs])
-    preds = {"exact": exact_modes_batch(n_epochs, problem.s, exact_inputs(problem, cache, runs), etas)}
+    preds = {"exact": exact_modes_batch(n_epochs, problem.s, exact_layers(cache, runs), etas)}
     for name in ("continuous", "discrete"):
         rows = []
         for run in runs:

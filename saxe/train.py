@@ -6,6 +6,7 @@ prediction before each update but the SVD after it, an off-by-one that spoils an
 """
 from __future__ import annotations
 
+import functools
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, NamedTuple
@@ -48,16 +49,28 @@ class TrainRecord(_Record):
     info: dict[str, Any]
 
 
+@functools.lru_cache(maxsize=1)
+def _threadpools():
+    """One threadpoolctl controller per process (finding the loaded BLAS libraries costs milliseconds)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
 @contextmanager
 def torch_threads(n: int | None):
-    """Run with ``torch.set_num_threads(n)`` and restore the previous value afterwards (``None``: untouched)."""
+    """Run with ``n`` threads in torch (``torch.set_num_threads``) and in the BLAS/OpenMP pools numpy and scipy
+    use (threadpoolctl), restoring both afterwards (``None``: untouched). Small matrices gain nothing from more
+    threads, and on a machine whose cores are busy a multi-threaded BLAS stalls: a 10000 × 30 QR took 0.2–0.5 s
+    with 2 OpenBLAS threads on a loaded 2-core machine and 9–30 ms with one."""
     if n is None:
         yield
         return
     old = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
-        yield
+        with _threadpools().limit(limits=n):
+            yield
     finally:
         torch.set_num_threads(old)
 
@@ -78,12 +91,16 @@ def _tensor(name: str, value, dtype: torch.dtype, device) -> torch.Tensor:
     return value
 
 
-def stable_bounds(x: torch.Tensor, y: torch.Tensor, weights0: list[np.ndarray], reduction: str):
-    """Theory's stable learning rates (:func:`theory.stable_lr`) for this data and these initial weights, or
-    ``None`` where they cannot be computed (theory not importable, or a degenerate problem)."""
+def stable_bounds(x: torch.Tensor, y: torch.Tensor, weights0: list[np.ndarray], reduction: str, *,
+                  at_init: bool = True):
+    """Theory's stable learning rates (:func:`theory.stable_lr`) for this data and these widths — with
+    ``at_init`` also at these initial weights (their curvature: an exact-state computation, so ``train`` asks for
+    it only once a run has diverged) — or ``None`` where they cannot be computed (theory not importable, or a
+    degenerate problem)."""
     try:
         from theory import stable_lr
-        return stable_lr(x.double().cpu().numpy(), y.double().cpu().numpy(), depth=len(weights0), weights=weights0,
+        return stable_lr(x.double().cpu().numpy(), y.double().cpu().numpy(), depth=len(weights0),
+                         hidden=[w.shape[0] for w in weights0[:-1]] or None, weights=weights0 if at_init else None,
                          reduction=reduction)
     except (ImportError, ValueError, np.linalg.LinAlgError):
         return None
@@ -134,8 +151,9 @@ def train(model: nn.Module, inputs, targets, n_epochs, lr, illusory_i=0, *, illu
     dt, dev = params[0].dtype, params[0].device
     if dt not in (torch.float32, torch.float64):
         raise ValueError(f"model parameters must be float32 or float64, got {dt}")
-    x = _tensor("inputs", inputs, dt, dev)
-    y = _tensor("targets", targets, dt, dev)
+    with torch_threads(threads):
+        x = _tensor("inputs", inputs, dt, dev)
+        y = _tensor("targets", targets, dt, dev)
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"inputs and targets must have the same number of rows (samples), got "
                          f"inputs {tuple(x.shape)} and targets {tuple(y.shape)}")
@@ -157,8 +175,9 @@ def train(model: nn.Module, inputs, targets, n_epochs, lr, illusory_i=0, *, illu
                                  f"of them), got {name}={val!r}")
     items = tuple(int(i) % P for i in rows) if many else int(illusory_i) % P
     track = (items, int(illusory_j) % n_out)
-    weights0 = [p.detach().double().cpu().numpy() for p in params]  # copies (double), for the stable bounds
-    bounds = stable_bounds(x, y, weights0, reduction)
+    weights0 = [p.detach().double().cpu().numpy().copy() for p in params]  # copies: training writes into params
+    with torch_threads(threads):
+        bounds = stable_bounds(x, y, weights0, reduction, at_init=False)
     if engine == "auto":
         settles = bounds is None or lr <= bounds.learned
         engine = "reduced" if n_out > params[0].shape[1] + params[-1].shape[1] and settles else "autograd"
@@ -180,6 +199,9 @@ def train(model: nn.Module, inputs, targets, n_epochs, lr, illusory_i=0, *, illu
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - t0
+    if int(res.diverged_at[0]) >= 0:
+        with torch_threads(threads):
+            bounds = stable_bounds(x, y, weights0, reduction) or bounds  # the initial curvature, for the message
     _raise_if_diverged(res, lr, bounds)
     rec = TrainRecord(
         losses=res.losses[0].double().cpu().numpy(),

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import saxe
+from saxe.batched import train_reduced
 import theory
 from experiments import cli
 from experiments import sweep as S
@@ -80,7 +81,7 @@ def test_reduced_engine_equals_autograd_float64(problem1000, depth):
     lr_max = theory.max_stable_lr(problem1000.s[0], 8, 1000, depth=depth)
     configs = [(0.3, 1e-3, 0), (0.6, 1e-1, 1), (0.9, 1.0, 2), (0.5, 1e-6, 3)]
     runs = [S.Run(i, depth, 20, f * lr_max, g, seed) for i, (f, g, seed) in enumerate(configs)]
-    batch = S.train_reduced(problem1000, S.InitCache(problem1000, torch.float64), runs, 250, torch.float64, CPU)
+    batch = train_reduced(S.InitCache(problem1000, torch.float64), runs, 250, CPU)
     for i, run in enumerate(runs):
         net = saxe.make_net(8, run.hidden_sizes, 1000).double()
         saxe.initializer_(net, run.gamma, generator=torch.Generator().manual_seed(run.seed))

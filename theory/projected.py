@@ -26,7 +26,7 @@ import numpy as np
 
 from ._validate import as_float_array, integer, positive, times
 from .coupled import _mode_basis, _strengths
-from .state import ODE_RTOL, _complement, chained_weights, flow, iterate
+from .state import ODE_RTOL, chained_weights, flow, iterate, reduced_weights
 
 __all__ = [
     "extended_basis",
@@ -47,7 +47,8 @@ def extended_basis(weights, U, V) -> tuple[np.ndarray, np.ndarray]:
     """
     U, V = _mode_basis(U, V)
     ws = chained_weights(weights, V.shape[0], U.shape[0])
-    return np.hstack([U, _complement(ws[-1], U)]), np.hstack([V, _complement(ws[0].T, V)])
+    _, Ubar, Vbar = reduced_weights(U, V, ws)
+    return Ubar, Vbar
 
 
 def project_weights(weights, U, V, *, complement: bool = True) -> list[np.ndarray]:

@@ -1,0 +1,122 @@
+r"""``saxe sweep --merge``: join the shard files of one sweep, and never let a partial merge look complete.
+
+**Completion markers.** A shard (or an unsharded sweep) writes its ``.json`` twice: when it starts, with
+``"complete": false`` and ``n_expected`` (its number of grid points), and when it has written its last row, with
+``"complete": true`` and ``n_rows``. A shard that was killed therefore leaves ``complete: false`` (or, killed
+before its first write, no files at all).
+
+**Merge.** ``--merge`` reads ``sweep.shard-i-of-n.csv`` for i = 0 … n−1 and checks every shard: present, marked
+complete, and holding the rows its marker promises. If any shard is missing or incomplete it writes nothing and
+exits 1, naming each such shard and why — unless ``--partial`` asks for the merge anyway; then ``sweep.json``
+says ``"partial": true`` with the missing and incomplete shards and the rows expected, and a line on stderr says
+the result is partial (also with ``--quiet``). No run may appear twice, and every shard must come from the same
+sweep (data, epochs, dtype).
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from .cli import UsageError
+from .report import package_versions, write_json
+from .sweep_grid import output_names, read_rows, write_rows
+
+_SHARD_FILE = re.compile(r"sweep\.shard-(\d+)-of-(\d+)\.csv")
+EXIT_INCOMPLETE = 1
+
+
+def _read_marker(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def shard_state(csv_path: Path, json_path: Path) -> tuple[str | None, list[dict[str, str]], list[str], dict]:
+    """(problem or None, rows, header, marker) of one shard file pair; the problem says why it is incomplete."""
+    if not csv_path.exists():
+        return "missing (no file)", [], [], {}
+    header, rows = read_rows(csv_path)
+    marker = _read_marker(json_path)
+    if marker is None:
+        return "incomplete (no completion marker: the shard never finished)", rows, header, {}
+    if marker.get("complete") is not True:
+        n_exp = marker.get("n_expected")
+        return (f"incomplete (stopped after {len(rows)} of {n_exp} runs)" if n_exp is not None
+                else "incomplete (marked not complete)"), rows, header, marker
+    if marker.get("n_rows") != len(rows) or marker.get("n_expected", len(rows)) != len(rows):
+        return (f"incomplete ({len(rows)} rows in the file, {marker.get('n_expected')} expected)", rows, header,
+                marker)
+    return None, rows, header, marker
+
+
+def merge(args) -> int:
+    """Merge the shards in --out into ``sweep.csv`` (exit 1 if one is missing or incomplete, unless --partial)."""
+    out = Path(args.out)
+    files = sorted(p for p in out.glob("sweep.shard-*-of-*.csv") if _SHARD_FILE.fullmatch(p.name))
+    markers = sorted(p for p in out.glob("sweep.shard-*-of-*.json"))
+    counts = {int(m.group(2)) for p in files + markers
+              if (m := re.fullmatch(r"sweep\.shard-(\d+)-of-(\d+)\.(csv|json)", p.name))}
+    if not counts:
+        raise UsageError(f"--merge: no shard files (sweep.shard-i-of-n.csv) in {out}")
+    if len(counts) != 1:
+        raise UsageError(f"--merge: shard files of different splits in {out}: n = {sorted(counts)}")
+    n = counts.pop()
+    target, info = out / "sweep.csv", out / "sweep.json"
+    if target.exists():
+        previous = _read_marker(info) or {}
+        if "merged_from" not in previous:
+            raise UsageError(f"--merge: {target} exists and is not a previous merge; move it away first")
+    header: list[str] | None = None
+    rows: list[dict[str, str]] = []
+    seen: dict[str, str] = {}
+    problems: dict[int, str] = {}
+    n_expected, merged = 0, []
+    for i in range(n):
+        names = output_names((i, n))
+        problem, shard_rows, h, marker = shard_state(out / names["csv"], out / names["json"])
+        n_expected += int(marker.get("n_expected", len(shard_rows))) if marker else len(shard_rows)
+        if problem is not None:
+            problems[i] = problem
+        if not shard_rows and problem is not None:
+            continue
+        if header is None:
+            header = h
+        elif h != header:
+            raise UsageError(f"--merge: {names['csv']} has other columns than the other shards")
+        for row in shard_rows:
+            if rows and (row["data"], row["n_epochs"], row["dtype"]) != (rows[0]["data"], rows[0]["n_epochs"],
+                                                                          rows[0]["dtype"]):
+                raise UsageError(f"--merge: {names['csv']} holds runs of another sweep (data, epochs or dtype "
+                                 "differ)")
+            if row["run_id"] in seen:
+                raise UsageError(f"--merge: run {row['run_id']} is in both {seen[row['run_id']]} and {names['csv']}")
+            seen[row["run_id"]] = names["csv"]
+            rows.append(row)
+        merged.append(names["csv"])
+    listing = "; ".join(f"shard {i}/{n}: {why}" for i, why in problems.items())
+    if problems and not args.partial:
+        print(f"saxe sweep --merge: not merged, {len(problems)} of {n} shards are missing or incomplete: {listing}. "
+              "Rerun them (--shard i/n --resume), or pass --partial to merge what is there (marked partial).",
+              file=sys.stderr)
+        return EXIT_INCOMPLETE
+    missing = [i for i, why in problems.items() if why.startswith("missing")]
+    incomplete = [i for i in problems if i not in missing]
+    write_rows(target, header or [], rows)
+    from .sweep_figures import phase_diagram
+
+    phase_diagram(rows, out / "phase_diagram.png")
+    write_json(info, {"merged_from": merged, "n_shards": n, "n_rows": len(rows), "n_expected": n_expected,
+                      "complete": not problems, "partial": bool(problems), "missing_shards": missing,
+                      "incomplete_shards": incomplete, "problems": {str(i): w for i, w in problems.items()},
+                      "versions": package_versions()})
+    if problems:  # never hidden, not even by --quiet
+        print(f"saxe sweep --merge: PARTIAL merge (--partial): {len(rows)} runs of at least {n_expected} expected, "
+              f"from {n - len(problems)} complete of {n} shards; {listing} → {target} (sweep.json: partial)",
+              file=sys.stderr)
+    elif not args.quiet:
+        print(f"saxe sweep --merge: {len(rows)} runs from all {n} shards → {target}")
+    return 0

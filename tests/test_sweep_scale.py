@@ -1,0 +1,157 @@
+"""Sweeps at scale: completion markers and merge safety, Dask (a 2-worker LocalCluster) giving the rows of a
+single-process sweep, resume across both, and a lost worker's chunk retried."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import experiments.sweep as S
+from experiments import cli
+
+from test_sweep import GRID, N_GRID, read, same_numbers, sweep
+
+
+def _interrupt_after_first_chunk(monkeypatch):
+    """Make the sweep stop like a killed process after its first chunk has been written (KeyboardInterrupt → 130)."""
+    real = S.compute_chunk
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(S, "compute_chunk", flaky)
+
+
+def test_a_killed_shard_blocks_the_merge_unless_partial(tmp_path, monkeypatch, capsys):
+    assert sweep(tmp_path, "--shard", "1/2") == 0
+    marker = json.loads((tmp_path / "sweep.shard-1-of-2.json").read_text())
+    assert marker["complete"] is True and marker["n_rows"] == marker["n_expected"] == N_GRID // 2
+    with monkeypatch.context() as m:
+        _interrupt_after_first_chunk(m)
+        assert sweep(tmp_path, "--shard", "0/2") == 130
+    _, partial_rows = read(tmp_path / "sweep.shard-0-of-2.csv")
+    assert 0 < len(partial_rows) < N_GRID // 2  # the rows of the chunks it finished: complete rows only
+    marker0 = json.loads((tmp_path / "sweep.shard-0-of-2.json").read_text())
+    assert marker0["complete"] is False and marker0["n_expected"] == N_GRID // 2
+    capsys.readouterr()
+
+    # --merge refuses (exit 1), names the shard and why, writes nothing — also with --quiet
+    assert cli.main(["sweep", "--out", str(tmp_path), "--merge", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "shard 0/2" in err and f"stopped after {len(partial_rows)} of {N_GRID // 2} runs" in err
+    assert not (tmp_path / "sweep.csv").exists() and not (tmp_path / "sweep.json").exists()
+
+    # --partial merges what is there, marks it partial in sweep.json, and says so on stderr even with --quiet
+    assert cli.main(["sweep", "--out", str(tmp_path), "--merge", "--partial", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "PARTIAL" in err and "shard 0/2" in err
+    info = json.loads((tmp_path / "sweep.json").read_text())
+    assert info["partial"] is True and info["complete"] is False and info["incomplete_shards"] == [0]
+    assert info["n_rows"] == len(partial_rows) + N_GRID // 2 and info["n_expected"] == N_GRID
+
+    # resuming the shard completes it; then the merge is whole
+    assert sweep(tmp_path, "--shard", "0/2", "--resume") == 0
+    assert cli.main(["sweep", "--out", str(tmp_path), "--merge", "--quiet"]) == 0
+    info = json.loads((tmp_path / "sweep.json").read_text())
+    assert info["partial"] is False and info["complete"] is True and info["n_rows"] == N_GRID
+
+
+def test_a_missing_shard_blocks_the_merge(tmp_path, capsys):
+    assert sweep(tmp_path, "--shard", "0/3") == 0
+    assert sweep(tmp_path, "--shard", "2/3") == 0
+    assert cli.main(["sweep", "--out", str(tmp_path), "--merge", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "shard 1/3: missing" in err and "shard 0/3" not in err
+    assert cli.main(["sweep", "--out", str(tmp_path), "--merge", "--partial", "--quiet"]) == 0
+    info = json.loads((tmp_path / "sweep.json").read_text())
+    assert info["missing_shards"] == [1] and info["partial"] is True
+
+
+def test_an_unsharded_sweep_marks_itself_complete(tmp_path, monkeypatch):
+    with monkeypatch.context() as m:
+        _interrupt_after_first_chunk(m)
+        assert sweep(tmp_path) == 130
+    assert json.loads((tmp_path / "sweep.json").read_text())["complete"] is False
+    assert sweep(tmp_path, "--resume") == 0
+    info = json.loads((tmp_path / "sweep.json").read_text())
+    assert info["complete"] is True and info["n_rows"] == N_GRID
+
+
+def test_bad_dask_and_partial_arguments(tmp_path, capsys):
+    for extra, needle in ((["--dask", "local:0"], "N >= 1"), (["--dask", "cluster"], "--dask must be"),
+                          (["--partial"], "--merge only")):
+        assert sweep(tmp_path, *extra) == 2
+        assert needle in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------------------------------- Dask
+def test_dask_local_cluster_rows_identical_and_resume_across_both(tmp_path):
+    single = tmp_path / "single"
+    assert sweep(single) == 0
+    _, want = read(single / "sweep.csv")
+
+    # half the seeds in one process, then the rest on a 2-worker LocalCluster with --resume
+    both = tmp_path / "both"
+    half = [a if a != "2" or GRID[i - 1] != "--seeds" else "1" for i, a in enumerate(GRID)]
+    assert sweep(both, grid=half) == 0
+    assert sweep(both, "--resume", "--dask", "local:2") == 0
+    _, got = read(both / "sweep.csv")
+    assert [r["run_id"] for r in got] == [r["run_id"] for r in want]  # grid order, whatever order chunks finished
+    assert all(same_numbers(g, w, rtol=0.0) for g, w in zip(got, want))
+    info = json.loads((both / "sweep.json").read_text())
+    assert info["complete"] is True and info["dask"] == "local:2" and info["n_resumed"] == N_GRID // 2
+
+
+def _kill_worker_once(flag: str, *args):
+    """A chunk that kills its worker process the first time it runs (the flag file is removed), then computes."""
+    from experiments.sweep_dask import run_chunk
+
+    if os.path.exists(flag):
+        os.remove(flag)
+        os._exit(1)
+    return run_chunk(*args)
+
+
+def test_a_lost_workers_chunk_is_retried(tmp_path):
+    import cloudpickle
+    import distributed
+
+    import test_sweep_scale
+
+    cloudpickle.register_pickle_by_value(test_sweep_scale)  # workers cannot import the tests folder
+    problem = S.load_problem(None, 200, 0)
+    grid = S.build_grid([2], [6], [3.0], [1e-4], range(4))
+    batches = S._batches(grid, 2)
+    flag = tmp_path / "kill-once"
+    flag.write_text("")
+    from experiments.sweep_dask import client_for
+
+    with client_for("local:2", 1) as client:
+        payload = client.scatter({"X": problem.X, "Y": problem.Y, "name": problem.name}, broadcast=True)
+        futures = [client.submit(_kill_worker_once, str(flag), payload, runs, 40, "auto", "float64", "cpu", 1,
+                                 pure=False) for runs in batches]
+        results = [f.result(timeout=120) for f in distributed.as_completed(futures)]
+    assert not flag.exists()  # a worker did die
+    rows = sorted((row for rs, _ in results for row in rs), key=lambda r: r["run_id"])
+    assert len(rows) == 4 and all(r["final_loss"] for r in rows)
+
+
+def test_dask_needs_the_extra_message(monkeypatch, tmp_path, capsys):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_distributed(name, *a, **k):
+        if name == "distributed":
+            raise ImportError(name)
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_distributed)
+    assert sweep(tmp_path, "--dask", "local:2") == 2
+    assert "saxe-dln[distributed]" in capsys.readouterr().err
+    assert not Path(tmp_path / "sweep.csv").exists()
