@@ -1,7 +1,8 @@
-"""Benchmark: a 128-run ``saxe sweep`` vs 128 calls of a faithful copy of the tutorial's training loop.
+"""Benchmark: a ``saxe sweep`` vs the same runs by a faithful copy of the tutorial's training loop, per run.
 
-The tutorial's regimes: 8-30-10000 net (tree data, 10000 features), lr ∈ {50, 100}, γ ∈ {1e-12, 1e-6, 1e-3, 1},
-16 seeds, 250 epochs. Measured in one run on the same machine:
+Default grid, the tutorial's regimes: 8-30-10000 net (tree data, 10000 features), lr ∈ {50, 100}, γ ∈ {1e-12, 1e-6,
+1e-3, 1}, 16 seeds (128 runs), 250 epochs; ``--lr 25 50 100 200 --seeds 64`` is the 1024-run sweep. Measured in
+one run on the same machine:
 
 (a) the tutorial: ``LNNet`` + ``initializer_`` + ``train`` from ``tests/tutorial_reference.py`` (verbatim copies of
     the tutorial's code), float32 as in the tutorial, 1 torch thread, called once per config in this process
@@ -13,11 +14,15 @@ The tutorial's regimes: 8-30-10000 net (tree data, 10000 features), lr ∈ {50, 
     median is compared, since the machine may be shared and noisy;
 (c) optionally (``--autograd``) the same sweep with ``--engine autograd`` (``saxe.train`` per run, float64).
 
-Prints the times and the ratio (a)/(b); ``--json PATH`` also writes them. Shrink for a smoke run with
+(a) may be timed on the first ``--tutorial-seeds`` seeds of every (lr, γ) only (every config still covered), and
+the comparison is **per run**: (a) seconds per call vs (b) wall seconds / runs. Peak RSS of each sweep process is
+measured by the kernel (``os.wait4``'s ``ru_maxrss``).
+
+Prints the times and the ratio; ``--json PATH`` also writes them. Shrink for a smoke run with
 ``--seeds 1 --features 500``.
 
-    python bench/bench_sweep.py [--seeds 16] [--features 10000] [--epochs 250] [--repeats 3] [--autograd]
-                                [--json out.json]
+    python bench/bench_sweep.py [--lr 50 100] [--seeds 16] [--tutorial-seeds N] [--features 10000]
+                                [--epochs 250] [--repeats 3] [--autograd] [--json out.json]
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LRS = (50.0, 100.0)
+CONFIG = {"lr": LRS}
 GAMMAS = (1e-12, 1e-6, 1e-3, 1.0)
 HIDDEN = 30
 
@@ -57,7 +63,7 @@ def tutorial_loop(seeds: int, features: int, epochs: int) -> tuple[float, int]:
     dim_input, dim_output = label_tensor.shape[1], feature_tensor.shape[1]
     crashed = 0
     t0 = time.perf_counter()
-    for lr in LRS:
+    for lr in CONFIG["lr"]:
         for gamma in GAMMAS:
             for seed in range(seeds):
                 torch.manual_seed(seed)  # the tutorial's set_seed
@@ -73,7 +79,7 @@ def tutorial_loop(seeds: int, features: int, epochs: int) -> tuple[float, int]:
 def sweep_command(seeds: int, features: int, epochs: int, out: Path, engine: str) -> list[str]:
     exe = shutil.which("saxe")
     head = [exe] if exe else [sys.executable, "-m", "experiments"]
-    return [*head, "sweep", "--lr", *map(repr, LRS), "--gamma", *map(repr, GAMMAS), "--depth", "2", "--hidden",
+    return [*head, "sweep", "--lr", *map(repr, CONFIG["lr"]), "--gamma", *map(repr, GAMMAS), "--depth", "2", "--hidden",
             str(HIDDEN), "--seeds", str(seeds), "--epochs", str(epochs), "--features", str(features), "--engine",
             engine, "--out", str(out), "--quiet"]
 
@@ -84,52 +90,71 @@ def run_sweep(seeds: int, features: int, epochs: int, engine: str) -> tuple[floa
         out = Path(tmp) / "out"
         cmd = sweep_command(seeds, features, epochs, out, engine)
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
+        with open(Path(tmp) / "stderr", "w+") as err:
+            proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+            _, status, usage = os.wait4(proc.pid, 0)
+            wall = time.perf_counter() - t0
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            err.seek(0)
+            stderr = err.read()
         if proc.returncode != 0:
-            raise SystemExit(f"saxe sweep failed ({proc.returncode}):\n{proc.stderr}")
+            raise SystemExit(f"saxe sweep failed ({proc.returncode}):\n{stderr}")
         info = json.loads((out / "sweep.json").read_text())
         n_rows = info["n_rows"]
-        expected = len(LRS) * len(GAMMAS) * seeds
+        expected = len(CONFIG["lr"]) * len(GAMMAS) * seeds
         if n_rows != expected:
             raise SystemExit(f"saxe sweep wrote {n_rows} rows, expected {expected}")
         return wall, {"timings": info["timings"], "n_rows": n_rows, "n_diverged": info["n_diverged"],
-                      "command": " ".join(cmd)}
+                      "command": " ".join(cmd), "peak_rss_mb": usage.ru_maxrss / 1024}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lr", type=float, nargs="+", default=list(LRS), help="learning rates (default 50 100)")
     ap.add_argument("--seeds", type=int, default=16)
+    ap.add_argument("--tutorial-seeds", type=int, help="time (a) on this many seeds per config (default: all)")
     ap.add_argument("--features", type=int, default=10000)
     ap.add_argument("--epochs", type=int, default=250)
     ap.add_argument("--repeats", type=int, default=3, help="runs of (b), interleaved around (a) (default 3)")
     ap.add_argument("--autograd", action="store_true", help="also time the sweep with --engine autograd (c)")
     ap.add_argument("--json", help="also write the numbers to this JSON file")
     args = ap.parse_args(argv)
-    n_runs = len(LRS) * len(GAMMAS) * args.seeds
-    print(f"grid: {n_runs} runs of 8-{HIDDEN}-{args.features}, {args.epochs} epochs; lr {LRS}, gamma {GAMMAS}, "
+    CONFIG["lr"] = tuple(args.lr)
+    n_runs = len(CONFIG["lr"]) * len(GAMMAS) * args.seeds
+    tut_seeds = min(args.tutorial_seeds or args.seeds, args.seeds)
+    n_tut = len(CONFIG["lr"]) * len(GAMMAS) * tut_seeds
+    print(f"grid: {n_runs} runs of 8-{HIDDEN}-{args.features}, {args.epochs} epochs; lr {CONFIG['lr']}, "
+          f"gamma {GAMMAS}, "
           f"{args.seeds} seeds; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}", flush=True)
 
     sweep_walls, sweep_info = [], None
     wall, sweep_info = run_sweep(args.seeds, args.features, args.epochs, "auto")
     sweep_walls.append(wall)
-    print(f"(b) saxe sweep (reduced engine), subprocess: {wall:.2f} s", flush=True)
-    t_tut, crashed = tutorial_loop(args.seeds, args.features, args.epochs)
+    print(f"(b) saxe sweep (reduced engine), subprocess: {wall:.2f} s, peak RSS {sweep_info['peak_rss_mb']:.0f} MB",
+          flush=True)
+    t_tut, crashed = tutorial_loop(tut_seeds, args.features, args.epochs)
+    per_tut = t_tut / n_tut
     note = f"; {crashed} calls crashed (diverged)" if crashed else ""
-    print(f"(a) tutorial loop, {n_runs} calls: {t_tut:.2f} s ({t_tut / n_runs:.3f} s/run{note})", flush=True)
+    print(f"(a) tutorial loop, {n_tut} calls: {t_tut:.2f} s ({per_tut:.3f} s/run{note})", flush=True)
     for _ in range(args.repeats - 1):
         wall, sweep_info = run_sweep(args.seeds, args.features, args.epochs, "auto")
         sweep_walls.append(wall)
-        print(f"(b) saxe sweep (reduced engine), subprocess: {wall:.2f} s", flush=True)
+        print(f"(b) saxe sweep (reduced engine), subprocess: {wall:.2f} s, peak RSS {sweep_info['peak_rss_mb']:.0f} "
+              "MB", flush=True)
     t_sweep = statistics.median(sweep_walls)
+    per_sweep = t_sweep / n_runs
     result = {
-        "grid": {"runs": n_runs, "lr": LRS, "gamma": GAMMAS, "seeds": args.seeds, "hidden": HIDDEN,
+        "grid": {"runs": n_runs, "lr": CONFIG["lr"], "gamma": GAMMAS, "seeds": args.seeds, "hidden": HIDDEN,
                  "features": args.features, "epochs": args.epochs},
         "tutorial_loop_s": t_tut,
+        "tutorial_calls": n_tut,
+        "tutorial_s_per_run": per_tut,
+        "sweep_s_per_run": per_sweep,
+        "sweep_peak_rss_mb": sweep_info["peak_rss_mb"],
         "tutorial_calls_crashed": crashed,
         "sweep_s": sweep_walls,
         "sweep_median_s": t_sweep,
-        "speedup": t_tut / t_sweep,
+        "speedup_per_run": per_tut / per_sweep,
         "sweep_breakdown_last": sweep_info["timings"],
         "sweep_command": sweep_info["command"],
         "machine": {"cpus": os.cpu_count(), "load_average_1min_end": os.getloadavg()[0],
@@ -141,9 +166,10 @@ def main(argv=None) -> int:
         result["sweep_autograd_breakdown"] = info["timings"]
         print(f"(c) saxe sweep --engine autograd, subprocess: {wall:.2f} s", flush=True)
     b = sweep_info["timings"]
-    print(f"\ntutorial loop {t_tut:.2f} s  vs  saxe sweep {t_sweep:.2f} s (median of {len(sweep_walls)}; last run: "
-          f"train {b['train_s']:.2f} s, theory {b['theory_s']:.2f} s, figure {b['figure_s']:.2f} s, in-process "
-          f"total {b['total_s']:.2f} s, the rest is process start)  →  {t_tut / t_sweep:.1f}× faster")
+    print(f"\ntutorial loop {per_tut * 1e3:.1f} ms/run  vs  saxe sweep {per_sweep * 1e3:.2f} ms/run ({t_sweep:.2f} s "
+          f"for {n_runs} runs, median of {len(sweep_walls)}; last run: train {b['train_s']:.2f} s, theory "
+          f"{b['theory_s']:.2f} s, figure {b['figure_s']:.2f} s, in-process total {b['total_s']:.2f} s, the rest is "
+          f"process start; peak RSS {sweep_info['peak_rss_mb']:.0f} MB)  →  {per_tut / per_sweep:.1f}× faster per run")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0

@@ -111,24 +111,26 @@ class SeedBases:
         return sig if self.dtype == torch.float64 else [1.0] * len(sig)
 
     def _seed(self, run: Any, train: bool, exact: bool) -> _Seed:
+        """The seed's cached pieces, computed from one draw the first time the seed is met (both the training and
+        the exact-theory pieces then: the N_out-sized draw is not kept, only its small reduced coordinates)."""
         key = (run.depth, run.hidden, run.seed) + (() if self.dtype == torch.float64 else (run.gamma,))
         hit = self._cache.get(key)
-        if hit is None:
-            sizes = self.data.sizes(run)
-            unit = [1.0] * (len(sizes) - 1) if self.dtype == torch.float64 else layer_sigmas(sizes, run.gamma)
-            zs = _draw(sizes, run.seed, self.dtype, unit)
-            hit = self._cache[key] = _Seed(lower=zs[:-1], train=None, exact=None)
-            hit._last = zs[-1].double()  # type: ignore[attr-defined]
-        zl = hit._last  # type: ignore[attr-defined]
-        if train and hit.train is None:
+        if hit is not None:
+            return hit
+        from theory.state import reduced_weights
+
+        sizes = self.data.sizes(run)
+        unit = [1.0] * (len(sizes) - 1) if self.dtype == torch.float64 else layer_sigmas(sizes, run.gamma)
+        zs = _draw(sizes, run.seed, self.dtype, unit)
+        zl = zs[-1].double()
+        train_part = None
+        if reducible(self.data, run):
             Q = reduced_basis(self.sigma_yx, zl[None])[0]
             yq = self.y64 @ Q
-            hit.train = (Q.mT @ zl, yq, ((self.y64 - yq @ Q.mT) ** 2).sum())
-        if exact and hit.exact is None:
-            from theory.state import reduced_weights
-
-            zs64 = [z.double() for z in hit.lower] + [zl]
-            hit.exact = [b.numpy() for b in reduced_weights(self.U_t, self.V_t, zs64)[0]]
+            train_part = (Q.mT @ zl, yq, ((self.y64 - yq @ Q.mT) ** 2).sum())
+        zs64 = [z.double() for z in zs[:-1]] + [zl]
+        exact_part = [b.numpy() for b in reduced_weights(self.U_t, self.V_t, zs64)[0]]
+        hit = self._cache[key] = _Seed(lower=zs[:-1], train=train_part, exact=exact_part)
         return hit
 
     def drop(self, shape: tuple[int, int]) -> None:
