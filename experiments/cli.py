@@ -3,7 +3,7 @@
 Exit codes, the same for every command:
 
 * 0 — done (``verify``: every check with a tolerance passed);
-* 1 — a verification check failed (``verify``);
+* 1 — a verification check failed (``verify``), or a shard is missing or incomplete (``sweep --merge``);
 * 2 — bad input: arguments, data files, or a setting no theory can check (an lr above the stable bound);
 * 3 — training or a theory's map diverged (``saxe.DivergenceError``, ``theory.OrbitDivergenceError``);
 * 4 — environment: the results cannot be written (read-only or immutable folder, full disk);
@@ -48,7 +48,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     of that command alone, not of all of them)."""
     parser = argparse.ArgumentParser(
         prog="saxe", description="The saxe command line: " + ", ".join(SUBCOMMANDS) + ".",
-        epilog="exit codes: 0 done, 1 a check failed, 2 bad input, 3 training diverged, 4 cannot write results, "
+        epilog="exit codes: 0 done, 1 a check failed or a merge is incomplete, 2 bad input, 3 training diverged, "
+               "4 cannot write results, "
                "130 interrupted")
     parser.add_argument("--version", action="version", version=f"saxe-dln {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}")
