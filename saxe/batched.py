@@ -143,7 +143,7 @@ def exact_layers(bases: SeedBases, runs: list[Any]) -> list[np.ndarray]:
     """The exact state's reduced weights [B_1 … B_L] of every run, stacked (R, ·, ·): one seed's unit layers times
     the run's σ_l. Runs with fewer outside directions (a zero init has none) are zero-padded, which is exact: a
     zero row of B_L or column of B_1 stays zero under the SGD map."""
-    parts = []
+    parts: list[list[np.ndarray] | None] = []
     for run in runs:
         if run.gamma == 0:
             parts.append(None)
@@ -155,10 +155,10 @@ def exact_layers(bases: SeedBases, runs: list[Any]) -> list[np.ndarray]:
         depth, h, r, n_in = runs[0].depth, runs[0].hidden, bases.data.n_modes, bases.data.X.shape[1]
         shapes = [(r, n_in)] if depth == 1 else [(h, r)] + [(h, h)] * (depth - 2) + [(r, h)]
         return [np.zeros((len(runs), *sh)) for sh in shapes]
-    parts = [p if p is not None else [np.zeros_like(b) for b in template] for p in parts]
+    full = [p if p is not None else [np.zeros_like(b) for b in template] for p in parts]
     out = []
     for layer in range(len(template)):
-        blocks = [p[layer] for p in parts]
+        blocks = [p[layer] for p in full]
         rows = max(b.shape[0] for b in blocks)
         cols = max(b.shape[1] for b in blocks)
         out.append(np.stack([np.pad(b, ((0, rows - b.shape[0]), (0, cols - b.shape[1]))) for b in blocks]))
