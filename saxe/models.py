@@ -14,7 +14,8 @@ from torch import nn
 
 from .errors import check_nonnegative, check_positive_int
 
-__all__ = ["LNNet", "DeepLNNet", "LRNet", "initializer_", "decoupled_init_", "weights", "w_tot", "make_net"]
+__all__ = ["LNNet", "DeepLNNet", "LRNet", "initializer_", "decoupled_init_", "balanced_init_", "weights", "w_tot",
+           "make_net"]
 
 
 class LNNet(nn.Module):
@@ -172,4 +173,57 @@ def decoupled_init_(model: nn.Module, U, V, a0, generator: torch.Generator | Non
     with torch.no_grad():
         for w, L, R in zip(ws, left, right):
             w.copy_((L * u) @ R.T)
+    return model
+
+
+def _orthonormal_columns(n: int, k: int, generator: torch.Generator) -> torch.Tensor:
+    """(n, k) float64 matrix with Haar-random orthonormal columns (k ≤ n)."""
+    q, r = torch.linalg.qr(torch.randn(n, k, generator=generator, dtype=torch.float64))
+    return q * torch.sign(torch.diagonal(r)).where(torch.diagonal(r) != 0, torch.ones(()))
+
+
+def balanced_init_(model: nn.Module, lam: float, gamma: float = 1e-12,
+                   generator: torch.Generator | None = None) -> nn.Module:
+    r"""Re-initialise a depth-2 net in place to an exactly λ-balanced init: ``W₂ᵀW₂ − W₁W₁ᵀ = λ I_{N_h}``.
+
+    λ ≥ 0: W₁ is drawn with the tutorial's rule (``N(0, (γ/√(N_in+N_h))²)``, as :func:`initializer_`), its SVD
+    ``W₁ = O diag(σ) Rᵀ`` (σ padded with zeros to N_h) gives ``W₂ = R_out diag(√(σ² + λ)) Oᵀ`` with Haar-random
+    orthonormal R_out (N_out × N_h). λ < 0: the mirror image (W₂ drawn, ``W₁ = O diag(√(σ₂² − λ)) R_inᵀ``).
+    Built in float64, then copied into the model's dtype (float32 keeps the balance to ~1e-7 relative).
+    λ > 0 needs N_out ≥ N_h, λ < 0 needs N_in ≥ N_h, λ = 0 needs min(N_in, N_h) ≤ N_out (the rank of D).
+
+    Glossary: λ the balance (units of the squared weights, like s); γ the init scale; N_in, N_h, N_out the widths.
+    Reference: Dominé et al., "From lazy to rich: exact learning dynamics in deep linear networks", ICLR 2025
+    (λ-balanced initialisation); :mod:`theory.balanced` is its exact solution.
+    """
+    ws = weights(model)
+    if len(ws) != 2:
+        raise ValueError(f"model must have one hidden layer (two weight matrices) for balanced_init_, got {len(ws)}")
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam):
+        raise ValueError(f"lam must be a finite real number (the balance λ), got {lam!r}")
+    gamma = check_nonnegative("gamma", gamma)
+    generator = as_torch_generator(generator)
+    (n_h, n_in), n_out = ws[0].shape, ws[1].shape[0]
+    flip = lam < 0  # draw the output layer instead and build the input layer (mirror image)
+    n_far, n_near = (n_in, n_out) if flip else (n_out, n_in)  # far: the built layer's outer width
+    if (lam != 0 and n_far < n_h) or (lam == 0 and min(n_near, n_h) > n_far):
+        side = "N_in" if flip else "N_out"
+        raise ValueError(f"lam={lam!r} needs {side} >= N_h for an exactly λ-balanced init (W2ᵀW2 − W1W1ᵀ = λI has "
+                         f"rank N_h), got N_in={n_in}, N_h={n_h}, N_out={n_out}")
+    sigma = gamma / math.sqrt(n_near + n_h)
+    drawn = torch.randn(n_h, n_near, generator=generator, dtype=torch.float64) * sigma  # (N_h, outer) layout
+    O, sv, _ = torch.linalg.svd(drawn, full_matrices=True)
+    rows = torch.zeros(n_h, dtype=torch.float64)
+    rows[: sv.numel()] = sv
+    k = n_h if lam != 0 else min(n_h, n_far)
+    built_sv = torch.sqrt(rows**2 + abs(lam))[:k]
+    frame = _orthonormal_columns(n_far, k, generator)  # (outer, k)
+    built = (frame * built_sv) @ O[:, :k].T  # (outer, N_h)
+    with torch.no_grad():
+        if flip:
+            ws[1].copy_(drawn.T.to(ws[1].dtype))
+            ws[0].copy_(built.T.to(ws[0].dtype))
+        else:
+            ws[0].copy_(drawn.to(ws[0].dtype))
+            ws[1].copy_(built.to(ws[1].dtype))
     return model

@@ -4,6 +4,7 @@ Conventions (sums over samples, η = 2·lr/(P·N_out) for torch's mean MSE, τ =
 :mod:`theory.correlations`. The one exact theory state (any depth, width, init, Σˣˣ) is :mod:`theory.state`;
 :func:`predictor` builds a prediction of every observable from it (or from the named approximations).
 """
+from .balanced import BalancedSolution, balance_deviation, balanced_solution, measured_lambda
 from .correlations import (
     WHITENED_RTOL,
     check_whitened,
@@ -24,6 +25,7 @@ from .errors import OrbitDivergenceError
 from .hierarchy import MAX_DENSE_ITEMS, MAX_ITEMS, HierarchySpectrum, hierarchy_spectrum
 from .init import expected_initial_mode_strength, initial_mode_strength
 from .modes import ORBIT_ESCAPE_FACTOR, mode_strength, mode_strength_discrete
+from .ntk import ntk_matrix, ntk_relative_change
 from .observables import loss_from_modes, outputs_from_modes, rsm_from_modes, w_tot_from_modes
 from .predict import THEORIES, Prediction, predictor
 from .projected import (
@@ -100,4 +102,11 @@ __all__ = [
     "loss_from_modes",
     "rsm_from_modes",
     "outputs_from_modes",
+    # λ-balanced init (lazy → rich), the NTK
+    "BalancedSolution",
+    "balanced_solution",
+    "measured_lambda",
+    "balance_deviation",
+    "ntk_matrix",
+    "ntk_relative_change",
 ]
