@@ -22,6 +22,8 @@ from .coupled import (
 from .curvature import StableLR, balanced_best_fit, sharpness, stable_lr
 from .divergence import divergence_fraction, divergence_lr
 from .errors import OrbitDivergenceError
+from .finite_lr import max_monotone_eta, mode_strength_finite_lr, time_to_strength_finite_lr
+from .finite_lr_coupled import coupled_modes_finite_lr
 from .hierarchy import MAX_DENSE_ITEMS, MAX_ITEMS, HierarchySpectrum, hierarchy_spectrum
 from .init import expected_initial_mode_strength, initial_mode_strength
 from .modes import ORBIT_ESCAPE_FACTOR, mode_strength, mode_strength_discrete
@@ -68,6 +70,10 @@ __all__ = [
     "ORBIT_ESCAPE_FACTOR",
     "mode_strength",
     "mode_strength_discrete",
+    "mode_strength_finite_lr",
+    "time_to_strength_finite_lr",
+    "max_monotone_eta",
+    "coupled_modes_finite_lr",
     "DISCRETE_STEP_CAP",
     "ESCAPE_ETA_S",
     "escape_eta",
