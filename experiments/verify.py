@@ -28,6 +28,7 @@ import saxe
 import theory
 
 from . import verify_checks as C
+from . import verify_closed as VC
 from .cli import UsageError
 from .outdir import prepared_out
 from .progress import epoch_bar, items_bar
@@ -39,6 +40,9 @@ THEORIES = ("exact", "coupled", "discrete", "continuous")
 # deep3: lr as a fraction of the depth-3 stable bound, and the decoupled initial strength of every mode.
 DEEP3_LR_FRACTION = 0.6
 DEEP3_A0 = 1e-4
+# balanced: a λ-balanced init at a large scale (λ that of the tutorial's rule at this γ), where the small-init
+# theories are far off (the init is not small) and the λ-balanced solution is exact in continuous time.
+BALANCED_GAMMA = 3.0
 # --data: default lr as a fraction of the stable bound, and the fraction of s the slowest mode must reach.
 DATA_LR_FRACTION = 0.5
 LEARNED_FRACTION = 0.99
@@ -64,8 +68,9 @@ class RunSpec:
     gamma: float
     n_epochs: int
     seed: int
-    init: str = "random"  # or "decoupled"
+    init: str = "random"  # or "decoupled", "balanced"
     a0: float | None = None  # decoupled init strength
+    lam: float | None = None  # λ of a λ-balanced init
     track: tuple[int, int] | None = None
     track_label: str = ""
     checked: tuple[str, ...] = ("exact",)  # theories checked against the floor-based tolerance
@@ -146,7 +151,24 @@ def default_specs(args) -> list[RunSpec]:
         RunSpec("deep3_random", labels, features, items, [hidden, hidden], lr3, gamma3, epochs3, args.seed,
                 description=f"depth 3 from a random init of scale γ={gamma3:.3g} (a priori a₀={DEEP3_A0:g})"),
     ]
+    a0_tut = float(theory.expected_initial_mode_strength(gamma, [labels.shape[1], hidden, n_out]))
+    specs.append(RunSpec("tutorial_decoupled", labels, features, items, [hidden], lr, 0.0, epochs, args.seed,
+                         init="decoupled", a0=a0_tut, checked=("exact", "discrete"),
+                         description=f"the tutorial's net, lr={lr:g}, from the decoupled balanced init with the "
+                                     f"tutorial's a priori a₀={a0_tut:.3g}: the scalar SGD map is exact, so the "
+                                     "closed forms' gaps are theirs alone"))
+    lam = _tutorial_rule_lambda(BALANCED_GAMMA, [labels.shape[1], hidden, n_out])
+    specs.append(RunSpec("balanced", labels, features, items, [hidden], lr, BALANCED_GAMMA, epochs, args.seed,
+                         init="balanced", lam=lam,
+                         description=f"λ-balanced init (W₂ᵀW₂ − W₁W₁ᵀ = λI, λ={lam:.4g}, that of the tutorial's rule) "
+                                     f"at γ={BALANCED_GAMMA:g}, lr={lr:g}"))
     return specs
+
+
+def _tutorial_rule_lambda(gamma: float, sizes: list[int]) -> float:
+    """E[tr(W₂ᵀW₂ − W₁W₁ᵀ)]/N_h of the tutorial's init rule: γ²(N_out/(N_h+N_out) − N_in/(N_in+N_h))."""
+    n_in, n_h, n_out = sizes
+    return gamma**2 * (n_out / (n_h + n_out) - n_in / (n_in + n_h))
 
 
 def data_spec(args) -> RunSpec:
@@ -213,6 +235,8 @@ def init_net(spec: RunSpec, dtype: torch.dtype = torch.float64):
     if spec.init == "decoupled":
         U, _, V = theory.io_svd(spec.X, spec.Y)
         saxe.decoupled_init_(net, U, V, spec.a0, generator=gen)
+    elif spec.init == "balanced":
+        saxe.balanced_init_(net, float(spec.lam), gamma=spec.gamma, generator=gen)
     else:
         saxe.initializer_(net, spec.gamma, generator=gen)
     return net, [w.detach().double().cpu().numpy().copy() for w in saxe.weights(net)]
@@ -248,6 +272,13 @@ def _run(args, specs: list[RunSpec], out: Path) -> int:
         twin, _ = train_run(spec, dtype, twin_engine, args.quiet, label="twin")
         t0 = time.perf_counter()
         preds = C.predict(spec, w0, _a_priori_a0(spec))
+        eta = theory.learning_rate_to_eta(spec.lr, *spec.Y.shape)
+        extra, absent = VC.finite_lr_predictions(spec, w0, _a_priori_a0(spec), eta)
+        if spec.init == "balanced":
+            more, why = VC.balanced_predictions(spec, w0)
+            extra.update(more)
+            absent.update(why)
+        preds.update(extra)
         t_theory = time.perf_counter() - t0
         p = preds["exact"]["predictor"]
         depth = len(spec.hidden) + 1
@@ -261,7 +292,7 @@ def _run(args, specs: list[RunSpec], out: Path) -> int:
             "description": spec.description,
             "config": {"items": list(spec.item_names), "n_items": spec.X.shape[0], "n_features": spec.Y.shape[1],
                        "hidden": spec.hidden, "depth": len(spec.hidden) + 1, "lr": spec.lr, "gamma": spec.gamma,
-                       "init": spec.init, "a0_decoupled": spec.a0, "a0_a_priori": _a_priori_a0(spec),
+                       "init": spec.init, "a0_decoupled": spec.a0, "lam": spec.lam, "a0_a_priori": _a_priori_a0(spec),
                        "n_epochs": spec.n_epochs, "dtype": args.dtype, "engine": rec.info["engine"],
                        "track": spec.track, "track_label": spec.track_label,
                        "eta": theory.learning_rate_to_eta(spec.lr, *spec.Y.shape),
@@ -271,6 +302,7 @@ def _run(args, specs: list[RunSpec], out: Path) -> int:
             "s": p.s,
             "floor": run_floor,
             "bottleneck": _bottleneck(spec, p),
+            "closed_forms_absent": absent,
             "stable_lr": {"learned": p.bounds.learned, "init": p.bounds.init},
             "half_learning_epochs": halves,
             "timings": {"train_s": rec.info["seconds"], "twin_s": twin.info["seconds"], "theory_s": t_theory},

@@ -43,10 +43,12 @@ def rsm_scale(X, s, V, depth: int) -> np.ndarray:
 
 def quantity_errors(pred: dict, meas, s, rsm_ref, track: bool) -> dict:
     """Each metric of :mod:`experiments.metrics` between a prediction (or a twin training) and a training."""
-    out = {"modes": M.modes_error(pred["modes"], meas.modes, s), "loss": M.loss_error(pred["loss"], meas.losses)}
+    out = {"modes": M.modes_error(pred["modes"], meas.modes, s)}
+    if pred.get("loss") is not None:  # a closed form of the modes alone has no loss
+        out["loss"] = M.loss_error(pred["loss"], meas.losses)
     if rsm_ref is not None and pred.get("rsm") is not None and meas.rsms is not None:
         out["rsm"] = M.rsm_error(pred["rsm"], meas.rsms, rsm_ref)
-    if track:
+    if track and pred.get("illusion") is not None:
         out["illusion"] = M.illusion_error(pred["illusion"], meas.illusions)
     return out
 

@@ -1,0 +1,65 @@
+r"""``saxe verify``'s closed forms past Saxe's assumptions: the theories added to a run beside the exact state.
+
+* ``closed_finite_lr`` — the finite-learning-rate closed form of the balanced decoupled modes
+  (:func:`theory.mode_strength_finite_lr`, order 1) from the a priori a₀, every depth; the same assumptions as
+  Saxe's ``continuous`` closed form except lr → 0. Refused (and then absent, with the reason in the report) where
+  the approach to s alternates, ``L·η·s^{2−2/L} ≥ 1`` (:func:`theory.max_monotone_eta`).
+* ``coupled_finite_lr`` — depth 2: the coupled (matrix) closed form from the actual init's mode matrix with the
+  same per-mode finite-lr times (:func:`theory.coupled_modes_finite_lr`).
+* ``balanced`` / ``balanced_finite_lr`` — runs from a λ-balanced init (``init='balanced'``): the exact
+  gradient-flow solution of :mod:`theory.balanced` and its labelled finite-lr variant.
+
+All are approximations of SGD (each assumes something the network does not do exactly), so they are reported,
+never checked: their measured gaps are the point. Every prediction is the (T, r) singular values in descending
+order, the layout of the training record; a ``balanced`` prediction also has the loss and the RSM.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import theory
+from theory.state import is_whitened
+
+
+def _sorted(values: np.ndarray) -> np.ndarray:
+    return -np.sort(-np.abs(values), axis=-1)
+
+
+def finite_lr_predictions(spec, w0: list[np.ndarray], a0: float, eta: float) -> tuple[dict, dict]:
+    """(predictions, reasons): ``closed_finite_lr`` and, at depth 2, ``coupled_finite_lr``; a theory outside its
+    domain is left out and its reason (the ValueError's message) returned instead."""
+    depth = len(spec.hidden) + 1
+    U, s, V = theory.io_svd(spec.X, spec.Y)
+    t = np.arange(spec.n_epochs + 1, dtype=np.float64)
+    preds, reasons = {}, {}
+    if not is_whitened(spec.X):
+        return preds, {"closed_finite_lr": "the closed forms assume whitened inputs (Σˣˣ = I)"}
+    try:
+        a = theory.mode_strength_finite_lr(t[:, None], s, a0, eta, depth=depth)
+        preds["closed_finite_lr"] = {"modes": _sorted(a)}
+    except ValueError as exc:
+        reasons["closed_finite_lr"] = str(exc)
+    if depth == 2 and spec.init == "random":
+        try:
+            M0 = theory.initial_mode_matrix(w0, U, V)
+            M = theory.coupled_modes_finite_lr(t, s, M0, eta)
+            preds["coupled_finite_lr"] = {"modes": _sorted(np.linalg.svd(M, compute_uv=False))}
+        except ValueError as exc:
+            reasons["coupled_finite_lr"] = str(exc)
+    return preds, reasons
+
+
+def balanced_predictions(spec, w0: list[np.ndarray]) -> tuple[dict, dict]:
+    """``balanced`` (the exact gradient-flow solution from the λ-balanced init) and ``balanced_finite_lr``."""
+    t = np.arange(spec.n_epochs + 1, dtype=np.float64)
+    r = min(spec.X.shape[1], spec.Y.shape[1])
+    preds, reasons = {}, {}
+    for name, method in (("balanced", "continuous"), ("balanced_finite_lr", "finite_lr")):
+        try:
+            sol = theory.balanced_solution(spec.X, spec.Y, w0, spec.lr, method=method)
+            M = sol.mode_matrix(t)
+            preds[name] = {"modes": np.linalg.svd(M, compute_uv=False)[..., :r], "loss": sol.loss(t, spec.Y),
+                           "rsm": sol.rsm(t)}
+        except ValueError as exc:
+            reasons[name] = str(exc)
+    return preds, reasons
