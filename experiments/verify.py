@@ -29,6 +29,7 @@ import theory
 
 from . import verify_checks as C
 from . import verify_closed as VC
+from . import verify_ensemble as VE
 from .cli import UsageError
 from .outdir import prepared_out
 from .progress import epoch_bar, items_bar
@@ -309,8 +310,14 @@ def _run(args, specs: list[RunSpec], out: Path) -> int:
             "final_loss": float(rec.losses[-1]),
             "figures": figures[spec.name],
         }
+    ensembles = []
+    if not args.data:  # the deep random-init ensembles: a priori half-learning epochs over seeds
+        hidden = specs[0].hidden[0]
+        for depth in items_bar(VE.DEPTHS, "seed ensembles", args.quiet):
+            ensembles.append(VE.ensemble(specs[0].X, specs[0].Y, hidden, depth, args.quick))
+        all_checks += VE.ensemble_checks(ensembles)
     failed = [c["name"] for c in all_checks if c["passed"] is False]
-    result = {"checks": all_checks, "runs": runs, "passed": not failed, "failed": failed,
+    result = {"checks": all_checks, "runs": runs, "ensembles": ensembles, "passed": not failed, "failed": failed,
               "tolerance_model": {
                   "rule": "an exact theory passes on a quantity when its error <= max(safety x floor, absolute)",
                   "safety": C.FLOOR_SAFETY, "absolute": C.EXACT_ABS_TOL,
@@ -319,7 +326,8 @@ def _run(args, specs: list[RunSpec], out: Path) -> int:
                   "rsm_reference": "||X V S^(2/L) V^T X^T||_F, the RSM of the balanced learned state"},
               "versions": package_versions(), "total_seconds": time.perf_counter() - t_start,
               "command": {k: v for k, v in vars(args).items() if not k.startswith("_")}}
-    write_text(out / "report.md", render_report(result, out))
+    write_text(out / "report.md", render_report(result, out) + "\n".join(["", *VE.ensemble_report(ensembles)])
+               if ensembles else render_report(result, out))
     write_json(out / "metrics.json", result)  # last: its presence marks a complete run
     if not args.quiet:
         _print_summary(result, out)

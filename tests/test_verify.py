@@ -68,6 +68,20 @@ def test_closed_forms_past_saxes_assumptions(quick_run):
     assert "finite-lr closed form" in report and "λ-balanced" in report
 
 
+def test_deep_random_ensembles_a_priori(quick_run):
+    """The a priori half-learning distribution at depth 3 and 4 against trained seeds: reported per mode, and far
+    closer than the old balanced a priori a₀ for the leading mode."""
+    _, out, m = quick_run
+    by = {c["name"]: c for c in m["checks"]}
+    assert [e["depth"] for e in m["ensembles"]] == [3, 4]
+    for e in m["ensembles"]:
+        assert e["n_seeds"] == 8 and e["diverged"] == 0 and e["not_reached"] == 0
+        assert np.all(np.diff(e["measured_median"]) >= 0)  # sorted singular values learn in order
+        new, old = (by[f"deep{e['depth']}_ensemble.half_median_mode1.{k}"] for k in ("a_priori", "old_a_priori"))
+        assert new["tolerance"] is None and new["value"] < 0.15 and new["value"] < 0.5 * old["value"]
+    assert "Deep random inits" in (out / "report.md").read_text()
+
+
 def test_continuous_theory_runs_ahead_of_measured_half_learning(quick_run):
     _, _, m = quick_run
     h = m["runs"]["tutorial"]["half_learning_epochs"]

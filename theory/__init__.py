@@ -20,6 +20,7 @@ from .coupled import (
     initial_mode_matrix,
 )
 from .curvature import StableLR, balanced_best_fit, sharpness, stable_lr
+from .deep_init import DeepInitPrediction, half_learning_distribution
 from .divergence import divergence_fraction, divergence_lr
 from .errors import OrbitDivergenceError
 from .finite_lr import max_monotone_eta, mode_strength_finite_lr, time_to_strength_finite_lr
@@ -92,6 +93,8 @@ __all__ = [
     "HierarchySpectrum",
     "hierarchy_spectrum",
     "expected_initial_mode_strength",
+    "half_learning_distribution",
+    "DeepInitPrediction",
     "initial_mode_strength",
     # coupled (small-init approximation), projected (whitened exact), observables
     "growing_part",

@@ -1,0 +1,137 @@
+"""A priori half-learning epochs from a small random init (theory.deep_init): limits, the exact law of the initial
+statistics, the chain map against the balanced map, a small measured ensemble (exact theory state), bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import orthogonal
+
+from theory import expected_initial_mode_strength, mode_strength_discrete, time_to_learn
+from theory.deep_init import _depth3, chain_map_steps, half_learning_distribution
+from theory.state import exact_state, sgd_step
+
+# Depth 2: the growing amplitude is theory.init's exact a₀ = |z|²; the hand-over's unbalanced chain (|a|² ≫ |b|²)
+# and 512 draws leave ≲ 1 epoch out of ~80 at every quantile.
+DEPTH2_EPOCHS = 2.0
+# Depth L: every time scale ∝ γ^{−(L−2)} except the final O(1/(η s^{2−2/L})) approach to s; at a₀ ≤ 1e-4 that
+# shifts the ratio by ≲ 2%.
+POWER_LAW_RTOL = 0.03
+# Laguerre sampler vs Gaussian matrices: the mean top squared singular value over 2000 draws each has ≈ 0.5%
+# standard error; 3% is ≳ 4 combined standard errors.
+SAMPLER_RTOL = 0.03
+# Small measured ensemble (24 seeds, exact theory state): the measured median's own sampling error is ≈ 2.5%
+# (spread ±10%); the model's hand-over and single-mode approximations add ≲ 3% at these widths.
+ENSEMBLE_RTOL = 0.08
+
+
+def _tiny_problem(sizes, s):
+    V, U = orthogonal(sizes[0], 1, len(s)), orthogonal(sizes[-1], 2, len(s))
+    return np.eye(sizes[0]), (U @ np.diag(s) @ V.T).T
+
+
+def _measured(sizes, s, gamma, eta, seeds, cap=20000):
+    """Half-learning epochs of the sorted singular values, by the exact theory state (= float64 SGD), per seed."""
+    X, Y = _tiny_problem(sizes, s)
+    states = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        ws = [rng.standard_normal((o, i)) * gamma / np.sqrt(i + o) for i, o in zip(sizes[:-1], sizes[1:])]
+        states.append(exact_state(X, Y, ws))
+    layers = [np.stack([st_.layers[l] for st_ in states]) for l in range(len(sizes) - 1)]
+    target = np.stack([st_.target for st_ in states])
+    out = np.full((len(seeds), len(s)), np.inf)
+    for k in range(cap):
+        layers, M = sgd_step(layers, target, eta)
+        sv = np.linalg.svd(M, compute_uv=False)[:, : len(s)]
+        out[(sv >= 0.5 * np.asarray(s)) & np.isinf(out)] = k
+        if np.isfinite(out).all():
+            break
+    return out
+
+
+@given(s=st.floats(1.0, 20.0), log_a0=st.floats(-4, -1), depth=st.integers(2, 4), frac=st.floats(0.05, 0.9))
+def test_chain_map_balanced_equals_the_exact_balanced_map(s, log_a0, depth, frac):
+    a0 = s * 10**log_a0
+    eta = 0.5 / (depth * s ** (2 - 2 / depth))
+    expected = time_to_learn(frac, s, a0, eta=eta, depth=depth, method="discrete")
+    c0 = np.full((1, depth), a0 ** (1 / depth))
+    got = chain_map_steps(c0, [s], eta, [[frac * s]])
+    assert got[0, 0] == expected
+    orbit = mode_strength_discrete(int(got[0, 0]), s, a0, eta, depth)
+    assert orbit[-1] >= frac * s > orbit[-2]
+
+
+def test_depth2_reduces_to_the_exact_a0_statistics_of_theory_init():
+    sizes, s, gamma = [5, 20, 400], np.array([10.0]), 1e-4
+    eta = 0.3 / (2 * s[0])
+    pred = half_learning_distribution(s, sizes, gamma, eta)
+    # theory.init: a₀ = |z|², z = (W1 v + W2ᵀ u)/2 ~ N(0, (σ₁² + σ₂²)/4 · I_{N_h}), then Saxe's balanced map
+    var = (gamma**2 / (sizes[0] + sizes[1]) + gamma**2 / (sizes[1] + sizes[2])) / 4
+    a0 = var * np.random.default_rng(1).chisquare(sizes[1], 4000)
+    assert a0.mean() == pytest.approx(expected_initial_mode_strength(gamma, sizes), rel=0.02)
+    t = time_to_learn(0.5, s[0], a0, eta=eta, depth=2, method="discrete")
+    np.testing.assert_allclose(pred.quantiles[:, 0], np.quantile(t, pred.levels), atol=DEPTH2_EPOCHS)
+
+
+@pytest.mark.parametrize("depth", [3, 4])
+def test_smaller_gamma_shifts_later_as_gamma_to_the_minus_depth_minus_2(depth):
+    sizes, s = [4] + [16] * (depth - 1) + [400], np.array([10.0, 6.0])
+    eta = 0.3 / (depth * s[0] ** (2 - 2 / depth))
+    g0 = (1e-4 / expected_initial_mode_strength(1.0, sizes)) ** (1 / depth)
+    m1 = half_learning_distribution(s, sizes, g0, eta, n_draws=256).median
+    m2 = half_learning_distribution(s, sizes, g0 / 4, eta, n_draws=256).median
+    np.testing.assert_allclose(m2 / m1, 4.0 ** (depth - 2), rtol=POWER_LAW_RTOL)
+
+
+@pytest.mark.parametrize("n1, n2", [(12, 12), (8, 14), (14, 8)])
+def test_laguerre_sampler_has_the_law_of_the_gaussian_middle_layer(n1, n2):
+    rng, sig = np.random.default_rng(3), [1.0, 0.7, 0.1]
+    sizes = [4, n1, n2, 50]
+    k_bd, k_mat = [], []
+    for _ in range(2000):
+        kap, _, _, _, a2 = _depth3(rng, sizes, sig, np.zeros((1, n2)), 1)
+        k_bd.append(kap[0].max() - a2[0])  # κ = σ_k² + |a|²: the middle layer's top squared singular value
+        k_mat.append(np.linalg.norm(rng.standard_normal((n2, n1)) * sig[1], 2) ** 2)
+    assert np.mean(k_bd) == pytest.approx(np.mean(k_mat), rel=SAMPLER_RTOL)
+    assert np.median(k_bd) == pytest.approx(np.median(k_mat), rel=SAMPLER_RTOL)
+
+
+def test_prediction_matches_a_small_measured_ensemble():
+    sizes, s = [3, 12, 12, 300], np.array([20.0, 10.0])
+    eta = 0.3 / (3 * s[0] ** (4 / 3))
+    gamma = (1e-4 / expected_initial_mode_strength(1.0, sizes)) ** (1 / 3)
+    measured = np.median(_measured(sizes, s, gamma, eta, range(24)), axis=0)
+    pred = half_learning_distribution(s, sizes, gamma, eta, n_draws=256)
+    np.testing.assert_allclose(pred.median, measured, rtol=ENSEMBLE_RTOL)
+    assert np.all(np.diff(pred.quantiles, axis=0) >= 0)
+
+
+def test_deterministic_per_seed_and_degenerate_modes_are_order_statistics():
+    sizes, s = [4, 12, 12, 300], np.array([10.0, 9.9])
+    eta = 0.3 / (3 * s[0] ** (4 / 3))
+    a = half_learning_distribution(s, sizes, 0.1, eta, n_draws=64, seed=5)
+    b = half_learning_distribution(s, sizes, 0.1, eta, n_draws=64, seed=5)
+    np.testing.assert_array_equal(a.samples, b.samples)
+    assert np.all(a.samples[:, 1] >= a.samples[:, 0])  # the pair's second singular value learns second
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(s=[]), "s must"), (dict(s=[1.0, -1.0]), "s must"), (dict(layer_sizes=[4, 300]), "depth >= 2"),
+    (dict(layer_sizes=[1, 12, 12, 300]), "at most"), (dict(gamma=0.0), "gamma"), (dict(eta=-1.0), "eta"),
+    (dict(fraction=1.0), "fraction"), (dict(levels=[0.5, 1.5]), "levels"), (dict(n_draws=0), "n_draws"),
+    (dict(gamma=30.0), "small-init"), (dict(eta=5.0), "too large"), (dict(layer_sizes="abc"), "layer_sizes"),
+])
+def test_bad_input_is_refused(kwargs, match):
+    args = dict(s=[10.0, 5.0], layer_sizes=[4, 12, 12, 300], gamma=0.1, eta=1e-3, n_draws=4)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        half_learning_distribution(args.pop("s"), args.pop("layer_sizes"), args.pop("gamma"), args.pop("eta"), **args)
+
+
+def test_chain_map_refuses_bad_gains():
+    with pytest.raises(ValueError, match="c0"):
+        chain_map_steps([[0.0, 1.0]], [1.0], 0.1, [[0.5]])
+    with pytest.raises(ValueError, match="thresholds"):
+        chain_map_steps([[0.1, 0.1]], [1.0], 0.1, [[0.5], [0.5]])

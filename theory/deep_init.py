@@ -1,0 +1,334 @@
+r"""A priori distribution over seeds of each mode's half-learning epoch, from a small random init at any depth.
+
+No weights are used: only the singular values s of Σʸˣ, the layer sizes, γ and η. The prediction is a cheap
+Monte Carlo over the *initial statistics* of the random init (their exact joint law, below), each draw propagated
+through a reduced, low-dimensional dynamics: an exact linear escape phase, then the unbalanced scalar gain chain.
+
+**Setting.** W_l ~ N(0, σ_l²) i.i.d., σ_l = γ/√(n_in_l + n_out_l) (:func:`saxe.initializer_`), whitened inputs,
+Σʸˣ = U diag(s) Vᵀ. Mode α (input v = v_α, output u = u_α, strength m = uᵀ W_L⋯W_1 v). Write a = W_1 v (first
+layer's image of v), b = W_Lᵀ u (what the last layer reads along u), h_l = W_l⋯W_2 a and g = h_{L−1} =
+W_{L−1}⋯W_2 a, so that m = bᵀg. While m ≪ s the residual Σʸˣ − W_tot ≈ Σʸˣ and, one mode at a time, gradient
+flow is ascent on E = s·bᵀg (t in epochs, τ = 1/η)::
+
+    τ ḃ = s g,      τ Ẇ_l = s W_{>l}ᵀ b (W_{<l} v)ᵀ     (W_{>l} = W_{L−1}⋯W_{l+1}, W_{<l} = W_{l−1}⋯W_1)
+
+**1. The escape is set by the mode's Jacobian Gram K, not by a product of rms gains.** Differentiating g along
+the flow, every inner layer contributes ġ = s K b with
+
+    K = Σ_{l=1}^{L−1} |W_{<l} v|² W_{>l} W_{>l}ᵀ       (n_{L−1} × n_{L−1}; the NTK of b ↦ m restricted to v)
+
+so, to first order around the init (K frozen), τ² b̈ = s² K b: b grows along each eigenvector e_k of K at the
+rate s√κ_k per τ. Depth 2: K = I (Saxe's rate s, and the growing amplitude (a + b)/2 is the exact a₀ of
+:mod:`theory.init`). Depth 3: K = W_2W_2ᵀ + |a|² I — the middle layer's *top* singular values (not its rms gain)
+**shifted by the imbalance |a|²** the random init carries (|a|² ≈ n_1σ_1² ≫ |b|² ≈ n_{L−1}σ_L² since
+N_out ≫ n): the first layer's whole norm feeds the growth through the middle layer's rank-one change
+(Ẇ_2 = s b aᵀ). Depth 4: K = PPᵀ + |a|² W_3W_3ᵀ + |W_2 a|² I, P = W_3W_2. The discrete-time linear phase per
+eigen-direction, (b_k, g_k) ← (b_k + ηs g_k, g_k + ηsκ_k b_k), is solved exactly: with r = √κ_k,
+λ± = 1 ± ηs r, p = (b_k + g_k/r)/2, q = (b_k − g_k/r)/2::
+
+    b_k(n) = p λ₊ⁿ + q λ₋ⁿ,   g_k(n) = r (p λ₊ⁿ − q λ₋ⁿ),   m(n) = Σ_k b_k g_k,   |b(n)|² = Σ_k b_k²
+
+**2. Nonlinear phase: the unbalanced gain chain.** Once the growing direction dominates (after n_s steps with
+(λ₊/λ₋)^{n_s} = :data:`SWITCH_RATIO` for the top κ) the mode is handed to the scalar chain of Saxe's deep
+solution with unbalanced gains, iterated as the exact discrete SGD map at η (it equals
+:func:`theory.modes.mode_strength_discrete` when the gains are balanced)::
+
+    c_i ← c_i + η (s − ∏_j c_j) ∏_{j≠i} c_j,      conserved (flow): c_i² − c_j²
+
+matched to the vector state: c_1 = |a(n_s)| = √(|a|² + |b(n_s)|² − |b(0)|²) (|a|² − |b|² is conserved),
+L−2 equal middle gains μ chosen so that the chain's small-c_L growth rate equals the Rayleigh quotient
+κ_eff = bᵀKb/|b|², i.e. μ^{2(L−2)} + (L−2) c_1² μ^{2(L−3)} = κ_eff, and c_L = m(n_s)/(c_1 μ^{L−2}).
+
+**3. Initial statistics (exact joint law).** a ~ N(0, σ_1² I_{n_1}) and b ~ N(0, σ_L² I_{n_{L−1}}), independent of
+each other, of the middle layers and across modes (V, U orthonormal); the middle layers are Ginibre matrices
+shared by all modes. By isotropy b's projections on K's eigenvectors are i.i.d. N(0, σ_L²) whatever K is. Depth 3
+is drawn without any matrix: the squared singular values of W_2 are those of the Dumitriu–Edelman bidiagonal
+model (upper bidiagonal, diagonal χ_{max−i}, superdiagonal χ_{min−1−i}: exactly the real Wishart/Laguerre law,
+whose bulk is Marchenko–Pastur), x_k = q_kᵀa i.i.d. N(0, σ_1²) (k = 1…n_1), |a|² = Σ x_k², g_k = σ_k x_k along
+the min(n_1, n_2) left singular vectors. Depth ≥ 4 draws the n × n middle Gaussian matrices themselves (their
+law is what is sampled; the per-mode K is n_{L−1} × n_{L−1}).
+
+**4. Which epoch is reported.** W_tot ≈ Σ_α a_α u_α v_αᵀ, so its k-th largest singular value reaches f·s_k at the
+first epoch at which k modes have a_α ≥ f·s_k: t_k = k-th smallest over α of T_α(f s_k) (T_α(θ) = ∞ for
+θ > s_α). Near-degenerate modes (s within :data:`DEGENERATE_RTOL`: the tree's pair 100.8, 99.4 and quadruple
+72.5…70.2) share one hand-over step and are handed over as one matrix M_{αβ} = b_αᵀg_β (= u_αᵀW_tot v_β), whose
+singular values replace their m; they thus come out as order statistics of one shared law, as the measurement
+(sorted singular values) does.
+
+**Exact:** the law of the initial statistics; the linear phase given them (up to O((ηs√κ)²) per step: the layer
+product's second-order terms, ηs√κ ≈ 0.02 on the tutorial); the discrete chain map. **Approximated:** (i) each
+mode escapes on its own: the modes share the middle layers, and on the tutorial the full network learns mode 1
+~2% (depth 3) and ~5% (depth 4) earlier than that mode alone — not modelled; (ii) the hand-over from the vector
+linear phase to a scalar chain (the alignment of a, b with K's top directions continues in the chain's stead;
+per seed, against the single-mode exact dynamics, switching at (λ₊/λ₋)ⁿ = 2…5 moves the median by −4%…+1%
+(depth 3) and −3.5%…+2.4% (depth 4), per-seed correlation ≥ 0.998); (iii) the residual's nonlinear terms
+during the linear phase (negligible while |b|² ≪ |a|²). **Known miss:** within a degenerate group the modes compete
+for the same top directions of K during the nonlinear phase, and modes learned earlier slow later groups (the
+quadruple alone learns ~10% earlier than inside the full network); the chains are independent after the hand-over,
+so the later members of a group come out too early (tutorial: −9…−19% at depth 3, −13…−38% at depth 4;
+bench/deep_random_table.py).
+
+Glossary: s (r,) singular values of Σʸˣ (descending); layer_sizes [N_in, n_1, …, n_{L−1}, N_out]; L depth; γ init
+scale; σ_l per-layer std; η per-epoch rate (η = 2·lr/(P·N_out)), τ = 1/η epochs; κ eigenvalues of K (strength²
+units); f = ``fraction`` of s defining "learned" (½: half-learning); t epochs.
+
+References: Saxe, McClelland & Ganguli, arXiv:1312.6120 (2014) and PNAS 116:11537 (2019) (mode dynamics, deep
+balanced solution, conserved c_i² − c_j²); Arora, Cohen & Hazan, ICML 2018 (balancedness invariants of deep linear
+flow); Dumitriu & Edelman, J. Math. Phys. 43:5830 (2002) (bidiagonal β-Laguerre model); Marchenko & Pastur,
+Math. USSR-Sb. 1:457 (1967); Jacot, Gabriel & Hongler, NeurIPS 2018 (the NTK).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ._validate import as_float_array, integer, positive
+from .init import _layer_sizes, expected_initial_mode_strength
+from .stability import DISCRETE_STEP_CAP
+
+__all__ = ["DeepInitPrediction", "half_learning_distribution", "chain_map_steps", "SWITCH_RATIO",
+           "SMALL_INIT", "DEFAULT_DRAWS", "DEGENERATE_RTOL"]
+
+# Hand-over from the linear phase to the chain once the top growing exponential has outgrown the decaying one
+# 4×: by then the growing direction holds ≳ 90% of m while |b|² ≲ 0.1|a|² (the linear phase still holds).
+SWITCH_RATIO = 4.0
+# The theory needs a small init: the a priori strength must stay below this fraction of the weakest s.
+SMALL_INIT = 1e-2
+# Singular values within this relative distance of their group's largest are treated as one degenerate group:
+# a 5% gap in s moves the escape by ~5%, below the ±10% seed-to-seed spread of the escape times.
+DEGENERATE_RTOL = 0.05
+# Monte-Carlo draws by default: the median's relative standard error is ≈ 1.25·(spread ≈ 10%)/√512 ≈ 0.6%.
+DEFAULT_DRAWS = 512
+
+
+@dataclass(frozen=True)
+class DeepInitPrediction:
+    """``samples`` (n_draws, r) predicted epochs t_k per draw (``np.inf``: not within the step cap);
+    ``quantiles`` (len(q), r) at ``levels``; ``median`` (r,)."""
+
+    samples: np.ndarray
+    levels: np.ndarray
+    quantiles: np.ndarray
+
+    @property
+    def median(self) -> np.ndarray:
+        return np.quantile(self.samples, 0.5, axis=0)
+
+
+def chain_map_steps(c0: ArrayLike, s: ArrayLike, eta: float, thresholds: ArrayLike,
+                    max_steps: int = DISCRETE_STEP_CAP) -> np.ndarray:
+    r"""First step at which the unbalanced chain's strength ∏c reaches each threshold (∞ if not by ``max_steps``).
+
+    Map (exact discrete SGD of a chain of scalar gains, one per layer)::
+
+        c_i ← c_i + η (s − ∏_j c_j) ∏_{j≠i} c_j
+
+    Glossary: ``c0`` (n, L) initial gains > 0; ``s`` (n,) target strengths; η per-epoch rate; ``thresholds``
+    (n, m) strengths to reach (one above s, or not reached by the time the chain is within
+    :data:`CONVERGED_RTOL` of s, is never reached: ∞). Returns (n, m) float steps.
+    Reference: Saxe et al. arXiv:1312.6120 (deep linear mode dynamics).
+    """
+    c = as_float_array("c0", c0, ndim=2).copy()
+    if (c <= 0).any():
+        raise ValueError(f"c0 must be > 0 everywhere, got min {c.min()!r}")
+    n = c.shape[0]
+    s = np.broadcast_to(as_float_array("s", s), (n,)).astype(float)
+    eta = positive("eta", eta)
+    th = as_float_array("thresholds", thresholds, ndim=2)
+    if th.shape[0] != n:
+        raise ValueError(f"thresholds must have one row per chain ({n}), got shape {th.shape}")
+    max_steps = integer("max_steps", max_steps)
+    out = np.full(th.shape, np.inf)
+    th = np.where(th <= s[:, None], th, np.inf)  # above s: never reached (no overshoot is followed)
+    idx = np.arange(n)  # rows of the chains still running; compacted every _COMPACT steps
+    cc, ss, tt = c, s, th
+    for k in range(max_steps + 1):
+        prod = np.prod(cc, axis=1)
+        new = (prod[:, None] >= tt) & np.isinf(out[idx])
+        if new.any():
+            rows, cols = np.nonzero(new)
+            out[idx[rows], cols] = k
+        if k % _COMPACT == 0:
+            settled = np.abs(ss - prod) <= CONVERGED_RTOL * ss  # at its fixed point: nothing more is reached
+            pending = (np.isinf(out[idx]) & np.isfinite(tt)).any(axis=1) & ~settled
+            if not pending.all():
+                idx, cc, ss, tt, prod = idx[pending], cc[pending], ss[pending], tt[pending], prod[pending]
+            if idx.size == 0:
+                break
+        # ∏_{j≠i} c_j from prefix and suffix products (no division by a tiny gain)
+        pre = np.cumprod(np.column_stack([np.ones(idx.size), cc[:, :-1]]), axis=1)
+        suf = np.cumprod(np.column_stack([np.ones(idx.size), cc[:, :0:-1]]), axis=1)[:, ::-1]
+        cc = cc + eta * (ss - prod)[:, None] * pre * suf
+    return out
+
+
+# A chain within this relative distance of s has converged (the map's fixed point is approached geometrically or
+# not at all): the thresholds it has not reached by then are never reached (a threshold equal to s included).
+CONVERGED_RTOL = 1e-9
+# chain_map_steps drops finished chains every this many steps (cheaper than compacting every step)
+_COMPACT = 64
+
+
+def _middle_gain(kappa: np.ndarray, c1sq: np.ndarray, depth: int) -> np.ndarray:
+    """μ > 0 with μ^{2(L−2)} + (L−2) c₁² μ^{2(L−3)} = κ (the chain's small-c_L growth rate², equal middle gains)."""
+    m = depth - 2
+    lo, hi = np.zeros_like(kappa), np.maximum(kappa, 1e-300) ** (1.0 / (2 * m))
+    for _ in range(80):  # bisection on μ: the left side is increasing in μ
+        mid = 0.5 * (lo + hi)
+        big = mid ** (2 * m) + m * c1sq * mid ** (2 * m - 2) > kappa
+        hi, lo = np.where(big, mid, hi), np.where(big, lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def _statistics(rng: np.random.Generator, sizes: list[int], gamma: float, r: int):
+    """One draw of the initial statistics for r modes: κ (r, n), eigenbases E (r, n, n) or None (a basis common to
+    all modes), b and g in that basis (r, n), |a|² (r,)."""
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    sig = [gamma / np.sqrt(n_in + n_out) for n_in, n_out in pairs]
+    n = sizes[-2]
+    b = rng.standard_normal((r, n)) * sig[-1]  # isotropic: i.i.d. in any basis, e.g. K's eigenbasis
+    if len(pairs) == 2:
+        a = rng.standard_normal((r, n)) * sig[0]
+        return np.ones((r, n)), None, b, a, np.sum(a**2, axis=1)
+    if len(pairs) == 3:
+        return _depth3(rng, sizes, sig, b, r)
+    mids = [rng.standard_normal((n_out, n_in)) * sd for (n_in, n_out), sd in zip(pairs[1:-1], sig[1:-1])]
+    a = rng.standard_normal((r, sizes[1])) * sig[0]
+    kap, E, gk = np.empty((r, n)), np.empty((r, n, n)), np.empty((r, n))
+    for al in range(r):
+        hs = [a[al]]
+        for W in mids:
+            hs.append(W @ hs[-1])
+        K, above = np.zeros((n, n)), np.eye(n)
+        for l in range(len(mids), -1, -1):  # l = index of the inner layer (0 = W_1), W_{>l} built top-down
+            K += float(hs[l - 1] @ hs[l - 1] if l > 0 else 1.0) * above @ above.T
+            if l > 0:
+                above = above @ mids[l - 1]
+        kap[al], E[al] = np.linalg.eigh(K)
+        gk[al] = E[al].T @ hs[-1]
+    return kap, E, b, gk, np.sum(a**2, axis=1)
+
+
+def _depth3(rng, sizes, sig, b, r):
+    """Depth 3 without matrices: Laguerre singular values (Dumitriu–Edelman) and Gaussian projections."""
+    n1, n2 = sizes[1], sizes[2]
+    # W_2 (n2 × n1) = σ₂ G; G's singular values are those of the bidiagonal B with B_ii ~ χ_{max−i}, B_{i,i+1}
+    # ~ χ_{min−1−i} (β = 1): a (min × min) upper bidiagonal whose Gram is real Wishart(max, min).
+    lo, hi = min(n1, n2), max(n1, n2)
+    B = np.diag(np.sqrt(rng.chisquare(hi - np.arange(lo))))
+    B += np.diag(np.sqrt(rng.chisquare(lo - 1 - np.arange(lo - 1))), 1)
+    sv2 = np.zeros(n2)
+    sv2[:lo] = np.linalg.svd(B, compute_uv=False) ** 2 * sig[1] ** 2
+    x = rng.standard_normal((r, n1)) * sig[0]  # a in W_2's right singular basis
+    # g = W_2 a: along the left singular vectors k < lo, g_k = σ_k x_k; other left directions get 0
+    g = np.zeros((r, n2))
+    g[:, :lo] = np.sqrt(sv2[:lo]) * x[:, :lo]
+    a2 = np.sum(x**2, axis=1)
+    return sv2[None, :] + a2[:, None], None, b, g, a2
+
+
+def _groups(s: np.ndarray) -> list[np.ndarray]:
+    """Runs of consecutive (descending) singular values within :data:`DEGENERATE_RTOL` of the run's first."""
+    order = np.argsort(-s, kind="stable")
+    out, cur = [], [order[0]]
+    for i in order[1:]:
+        if s[cur[0]] - s[i] <= DEGENERATE_RTOL * s[cur[0]]:
+            cur.append(i)
+        else:
+            out.append(np.array(cur))
+            cur = [i]
+    return out + [np.array(cur)]
+
+
+def half_learning_distribution(s: ArrayLike, layer_sizes: Sequence[int], gamma: float, eta: float, *,
+                               fraction: float = 0.5, levels: ArrayLike = (0.1, 0.5, 0.9),
+                               n_draws: int = DEFAULT_DRAWS, seed: int = 0) -> DeepInitPrediction:
+    r"""Distribution over init seeds of the epoch at which W_tot's k-th singular value first reaches f·s_k.
+
+    Procedure (derivation, equations and what is exact in the module docstring): per draw, the initial
+    statistics (K's spectrum κ, projections of b and g, |a|²) from their exact law; per mode the discrete linear
+    phase b_k(n) = pλ₊ⁿ + qλ₋ⁿ up to n_s = ⌈ln R / ln(λ₊/λ₋)⌉ (R = :data:`SWITCH_RATIO`, top κ); then the chain
+    c_i ← c_i + η(s − ∏c)∏_{j≠i}c_j from c₁ = |a(n_s)|, middle μ (rate-matched to κ_eff), c_L = m/(c₁μ^{L−2});
+    t_k = k-th smallest over modes of the first epoch with a_α ≥ f s_k.
+
+    Glossary: ``s`` (r,) positive singular values of Σʸˣ; ``layer_sizes`` [N_in, n_1, …, N_out] (depth L =
+    len − 1 ≥ 2, r ≤ N_in, N_out); γ = ``gamma`` > 0 init scale; η = ``eta`` per-epoch rate; f = ``fraction``
+    ∈ (0, 1); ``levels`` quantile levels in [0, 1]; ``n_draws`` Monte-Carlo draws (seeded by ``seed``).
+    Returns :class:`DeepInitPrediction` (epochs). Raises ``ValueError`` outside the small-init domain
+    (a priori strength ≥ :data:`SMALL_INIT`·min s) or when ηs√κ ≥ 1 (the linear phase is not an escape).
+    Reference: Saxe et al. arXiv:1312.6120; PNAS 116:11537 (2019).
+    """
+    s = as_float_array("s", s, ndim=1)
+    if s.size == 0 or (s <= 0).any():
+        raise ValueError(f"s must be a non-empty 1-d array of positive singular values, got {s!r}")
+    sizes = _layer_sizes(layer_sizes)
+    depth = len(sizes) - 1
+    if depth < 2:
+        raise ValueError(f"layer_sizes must describe depth >= 2 (a hidden layer), got {sizes!r}")
+    if s.size > min(sizes[0], sizes[-1]):
+        raise ValueError(f"s has {s.size} modes but layer_sizes {sizes!r} allow at most min(N_in, N_out)")
+    gamma, eta = positive("gamma", gamma), positive("eta", eta)
+    if not 0.0 < float(fraction) < 1.0:
+        raise ValueError(f"fraction must be strictly between 0 and 1, got {fraction=}")
+    lv = as_float_array("levels", levels, ndim=1)
+    if ((lv < 0) | (lv > 1)).any():
+        raise ValueError(f"levels must lie in [0, 1], got {lv!r}")
+    n_draws = integer("n_draws", n_draws, minimum=1)
+    a_prior = expected_initial_mode_strength(gamma, sizes)
+    if a_prior >= SMALL_INIT * s.min():
+        raise ValueError(f"gamma={gamma!r} is outside the small-init domain: the a priori strength {a_prior:.3g} "
+                         f"must be < SMALL_INIT·min(s) = {SMALL_INIT * s.min():.3g}")
+    rng = np.random.default_rng(integer("seed", seed))
+    r = s.size
+    draws = [_statistics(rng, sizes, gamma, r) for _ in range(n_draws)]
+    kap, bk, gk, a2 = (np.stack([d[i] for d in draws]) for i in (0, 2, 3, 4))  # (D, r, n), …, (D, r)
+    E = None if draws[0][1] is None else np.stack([d[1] for d in draws])  # (D, r, n, n) eigenbases of K
+    h = eta * s[None, :] * np.sqrt(kap.max(axis=2))
+    if (h >= 1).any():
+        raise ValueError(f"eta={eta!r} is too large for an escape: η·s·√κ reaches {h.max():.3g} (must be < 1)")
+    n_s = np.ceil(np.log(SWITCH_RATIO) / (np.log1p(h) - np.log1p(-h)))
+    groups = _groups(s)
+    for G in groups:  # one hand-over step per group of near-degenerate modes: their strengths form one matrix
+        n_s[:, G] = n_s[:, G].max(axis=1, keepdims=True)
+    c0 = _hand_over(kap, E, bk, gk, a2, s, eta, n_s, depth, groups).reshape(n_draws * r, depth)
+    sm = np.tile(s, n_draws)
+    thresholds = np.tile(fraction * s, (sm.size, 1))
+    T = (n_s.reshape(-1, 1) + chain_map_steps(c0, sm, eta, thresholds)).reshape(n_draws, r, r)  # [draw, mode, k]
+    samples = np.sort(T, axis=1)[:, np.arange(r), np.arange(r)]  # k-th smallest over modes of T(·, f s_k)
+    return DeepInitPrediction(samples, lv, np.quantile(samples, lv, axis=0))
+
+
+def _hand_over(kap, E, bk, gk, a2, s, eta, n_s, depth, groups):
+    """The chains' gains (D, r, L) at the hand-over steps n_s (D, r) from the exact linear-phase state.
+
+    Per mode (module docstring, 1–2): c₁² = |a|² + |b(n_s)|² − |b(0)|², μ from κ_eff = bᵀKb/|b|², c_L = m/(c₁μ^{L−2}).
+    A group of near-degenerate modes is one matrix M_{αβ} = b_αᵀ g_β (the strengths u_αᵀ W_tot v_β); its singular
+    values, in descending order, replace the modes' m (descending s), with the group's mean c₁² and κ_eff.
+    """
+    rt = np.sqrt(kap)
+    hk = eta * s[None, :, None] * rt
+    lp = np.exp(n_s[..., None] * np.log1p(hk))
+    lm = np.exp(n_s[..., None] * np.log1p(-hk))
+    p, q = 0.5 * (bk + gk / rt), 0.5 * (bk - gk / rt)
+    b, g = p * lp + q * lm, rt * (p * lp - q * lm)
+    b2 = np.sum(b**2, axis=2)
+    kq = np.sum(kap * b**2, axis=2) / b2
+    c1sq = a2 + b2 - np.sum(bk**2, axis=2)
+    m = np.sum(b * g, axis=2)
+    if E is not None:  # into one basis for all modes (depth 2 and 3 are drawn in a common basis already)
+        b, g = np.einsum("drij,drj->dri", E, b), np.einsum("drij,drj->dri", E, g)
+    for G in groups:
+        if G.size > 1:
+            M = np.einsum("dai,dbi->dab", b[:, G], g[:, G])
+            m[:, G] = np.linalg.svd(M, compute_uv=False)
+            c1sq[:, G] = c1sq[:, G].mean(axis=1, keepdims=True)
+            kq[:, G] = kq[:, G].mean(axis=1, keepdims=True)
+    m = np.maximum(m, np.finfo(float).tiny)
+    c1 = np.sqrt(c1sq)
+    if depth == 2:
+        return np.stack([c1, m / c1], axis=-1)
+    mu = _middle_gain(kq, c1sq, depth)
+    return np.stack([c1] + [mu] * (depth - 2) + [m / (c1 * mu ** (depth - 2))], axis=-1)
