@@ -10,8 +10,8 @@ reproduces the full iterates *exactly* (in exact arithmetic): the lower layers o
 is ``norm · (‖X W_belowᵀ Bᵀ − Y Q‖² + ‖Y − Y Q Qᵀ‖²)``; an output entry is ``out[i, j] = (X W_belowᵀ Bᵀ)[i] · Q[j]``.
 Each step costs O(P·d·N_h) instead of O(P·N_out·N_h): ≈ N_out/d ≈ 260× fewer FLOPs for the 8-30-10000 net.
 
-**Records, deferred.** The loop keeps only the small weights [W_1 … W_{L−1}, B] of each epoch in a buffer of
-at most :data:`RECORD_BUFFER_BYTES`; every time it fills, the loss, singular values, RSM and tracked outputs of
+**Records, deferred.** The loop keeps only (references to) the small weights [W_1 … W_{L−1}, B] of each epoch, at
+most :data:`RECORD_BUFFER_BYTES` of them; every time that fills, the loss, singular values, RSM and tracked outputs of
 all its epochs are computed at once (one batched call each instead of one per epoch). Row k of every record is
 the state after k updates, exactly as if it had been computed inside the loop. Divergence is detected from those
 losses (non-finite, or above :data:`LOSS_DIVERGENCE_FACTOR` × max(initial loss, loss of the zero network)); the
@@ -37,7 +37,7 @@ LOSS_DIVERGENCE_FACTOR = 1e4
 #: batch of 64 runs stays a few MiB.
 RECORD_BUFFER_BYTES = 4 << 20
 #: Most epochs buffered at once (beyond this the batched calls gain nothing measurable).
-MAX_BUFFERED_EPOCHS = 64
+MAX_BUFFERED_EPOCHS = 256
 
 
 @dataclass
@@ -70,11 +70,12 @@ def _nan0(t: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(t, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _chain(x: torch.Tensor, lower: list[torch.Tensor]) -> list[torch.Tensor]:
-    """[X, X W_1ᵀ, X W_1ᵀ W_2ᵀ, …] for stacks of weights (…, out, in)."""
+def _chain(x: torch.Tensor, lower: list[torch.Tensor], identity: bool) -> list[torch.Tensor]:
+    """[X, X W_1ᵀ, X W_1ᵀ W_2ᵀ, …] for stacks of weights (…, out, in). ``identity``: X = I (one-hot items in
+    order, as the tutorial's data), where X W_1ᵀ is W_1ᵀ itself — bit for bit the product (1·w + 0·… = w)."""
     hs = [x]
-    for w in lower:
-        hs.append(hs[-1] @ w.mT)
+    for i, w in enumerate(lower):
+        hs.append(w.mT if identity and i == 0 else hs[-1] @ w.mT)
     return hs
 
 
@@ -98,7 +99,9 @@ def reduced_loop(x: torch.Tensor, yq: torch.Tensor, const: torch.Tensor, lower0:
     B = b0.clone()
     per_epoch = sum(w[0].numel() for w in ws + [B]) * R * B.element_size()
     K = int(max(1, min(MAX_BUFFERED_EPOCHS, RECORD_BUFFER_BYTES // max(per_epoch, 1), T)))
-    bufs = [torch.empty((K, *w.shape), dtype=dt, device=dev) for w in ws + [B]]
+    pending: list[list[torch.Tensor]] = []  # the weights of the epochs not yet recorded (each step makes new tensors)
+    identity = x.shape[0] == x.shape[1] and bool(torch.equal(x, torch.eye(x.shape[0], dtype=x.dtype,
+                                                                           device=x.device)))
 
     losses = torch.full((R, T), float("nan"), dtype=dt, device=dev)
     modes = torch.full((R, T, n_modes), float("nan"), dtype=dt, device=dev) if record_modes else None
@@ -116,9 +119,9 @@ def reduced_loop(x: torch.Tensor, yq: torch.Tensor, const: torch.Tensor, lower0:
     def flush(k0: int, k1: int) -> torch.Tensor:
         """Records of epochs k0 … k1−1 from the buffered weights; returns the runs newly found diverged."""
         nonlocal limit
-        n = k1 - k0
-        stored = [b[:n] for b in bufs]  # each (n, R, out, in)
-        hs = _chain(x, stored[:-1])  # (n, R, P, ·) (x broadcasts)
+        stored = [torch.stack(layer) for layer in zip(*pending)]  # each (n, R, out, in)
+        pending.clear()
+        hs = _chain(x, stored[:-1], identity)  # (n, R, P, ·) (x broadcasts)
         out_r = hs[-1] @ stored[-1].mT  # (n, R, P, d)
         err = out_r - yq
         loss = (err.square().sum(dim=(-2, -1)) + const) * norm  # (n, R)
@@ -149,10 +152,28 @@ def reduced_loop(x: torch.Tensor, yq: torch.Tensor, const: torch.Tensor, lower0:
                 on_epoch(k)
         return new
 
+    def step(ws: list[torch.Tensor], B: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """One SGD update of every run (weights → new tensors; the old ones stay pending for the records)."""
+        if identity and len(ws) == 1:  # one hidden layer, X = I (the tutorial): X W_1ᵀ = W_1ᵀ, δᵀX = δᵀ
+            w1t = ws[0].mT
+            g = lr_coef * torch.baddbmm(yq, w1t, B.mT, beta=-1.0)  # lr · ∂loss/∂out_r = lr·c·(out_r − Y Q)
+            return [ws[0] - (g @ B).mT], torch.baddbmm(B, g.mT, w1t, alpha=-1.0)
+        hs = _chain(x_b, ws, identity)
+        g = lr_coef * torch.baddbmm(yq, hs[-1], B.mT, beta=-1.0)
+        delta = g @ B  # backpropagated before any weight changes
+        new_b = torch.baddbmm(B, g.mT, hs[-1], alpha=-1.0)
+        new_ws: list[torch.Tensor] = []
+        for i in range(len(ws) - 1, -1, -1):
+            # W_1 − δᵀ X: with X = I that is W_1 − δᵀ exactly
+            new_ws.insert(0, ws[i] - delta.mT if i == 0 and identity else
+                          torch.baddbmm(ws[i], delta.mT, hs[i], alpha=-1.0))
+            if i:
+                delta = delta @ ws[i]
+        return new_ws, new_b
+
     k0 = 0
     for k in range(T):
-        for buf, w in zip(bufs, ws + [B]):
-            buf[k - k0].copy_(w)
+        pending.append([*ws, B])
         if k - k0 == K - 1 or k == n_epochs:
             new = flush(k0, k + 1)
             k0 = k + 1
@@ -164,16 +185,7 @@ def reduced_loop(x: torch.Tensor, yq: torch.Tensor, const: torch.Tensor, lower0:
                     break
         if k == n_epochs:
             break
-        hs = _chain(x_b, ws)
-        g = lr_coef * (hs[-1] @ B.mT - yq)  # lr · ∂loss/∂out_r
-        delta = g @ B  # backpropagated before any weight changes
-        B = torch.baddbmm(B, g.mT, hs[-1], alpha=-1.0)
-        new_ws: list[torch.Tensor] = []
-        for i in range(len(ws) - 1, -1, -1):
-            new_ws.insert(0, torch.baddbmm(ws[i], delta.mT, hs[i], alpha=-1.0))
-            if i:
-                delta = delta @ ws[i]
-        ws = new_ws
+        ws, B = step(ws, B)
     for r in torch.nonzero(diverged_at >= 0).flatten().tolist():  # a diverged run's rows end at its detection
         k = int(diverged_at[r])
         for rec in (losses, modes, rsms, ills):

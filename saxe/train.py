@@ -49,6 +49,9 @@ class TrainRecord(_Record):
     info: dict[str, Any]
 
 
+_LIMIT: list[int | None] = [None]  # the thread limit in force inside torch_threads (None outside)
+
+
 @functools.lru_cache(maxsize=1)
 def _threadpools():
     """One threadpoolctl controller per process (finding the loaded BLAS libraries costs milliseconds)."""
@@ -63,16 +66,18 @@ def torch_threads(n: int | None):
     use (threadpoolctl), restoring both afterwards (``None``: untouched). Small matrices gain nothing from more
     threads, and on a machine whose cores are busy a multi-threaded BLAS stalls: a 10000 × 30 QR took 0.2–0.5 s
     with 2 OpenBLAS threads on a loaded 2-core machine and 9–30 ms with one."""
-    if n is None:
+    if n is None or _LIMIT[0] == n:  # untouched, or already inside a limit of n (nested calls cost nothing)
         yield
         return
-    old = torch.get_num_threads()
+    old, outer = torch.get_num_threads(), _LIMIT[0]
     torch.set_num_threads(n)
+    _LIMIT[0] = n
     try:
         with _threadpools().limit(limits=n):
             yield
     finally:
         torch.set_num_threads(old)
+        _LIMIT[0] = outer
 
 
 def _tensor(name: str, value, dtype: torch.dtype, device) -> torch.Tensor:
@@ -91,17 +96,16 @@ def _tensor(name: str, value, dtype: torch.dtype, device) -> torch.Tensor:
     return value
 
 
-def stable_bounds(x: torch.Tensor, y: torch.Tensor, weights0: list[np.ndarray], reduction: str, *,
-                  at_init: bool = True):
-    """Theory's stable learning rates (:func:`theory.stable_lr`) for this data and these widths — with
-    ``at_init`` also at these initial weights (their curvature: an exact-state computation, so ``train`` asks for
-    it only once a run has diverged) — or ``None`` where they cannot be computed (theory not importable, or a
-    degenerate problem)."""
+def stable_bounds(x: torch.Tensor, y: torch.Tensor, widths: list[int], reduction: str,
+                  weights0: list[np.ndarray] | None = None):
+    """Theory's stable learning rates (:func:`theory.stable_lr`) for this data and these hidden ``widths`` — and,
+    given ``weights0``, also at those initial weights (their curvature: an exact-state computation, so ``train``
+    asks for it only once a run has diverged) — or ``None`` where they cannot be computed (theory not importable,
+    or a degenerate problem)."""
     try:
         from theory import stable_lr
-        return stable_lr(x.double().cpu().numpy(), y.double().cpu().numpy(), depth=len(weights0),
-                         hidden=[w.shape[0] for w in weights0[:-1]] or None, weights=weights0 if at_init else None,
-                         reduction=reduction)
+        return stable_lr(x.double().cpu().numpy(), y.double().cpu().numpy(), depth=len(widths) + 1,
+                         hidden=list(widths) or None, weights=weights0, reduction=reduction)
     except (ImportError, ValueError, np.linalg.LinAlgError):
         return None
 
@@ -148,6 +152,13 @@ def train(model: nn.Module, inputs, targets, n_epochs, lr, illusory_i=0, *, illu
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction=!r}")
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise ValueError(f"threads must be a positive int or None, got {threads=!r}")
+    with torch_threads(threads):  # one limit for the whole call (the nested ones are then free)
+        return _train(model, params, inputs, targets, n_epochs, lr, illusory_i, illusory_j, engine, reduction, threads,
+                      record_rsm, progress)
+
+
+def _train(model, params, inputs, targets, n_epochs, lr, illusory_i, illusory_j, engine, reduction, threads,
+           record_rsm, progress) -> TrainRecord:
     dt, dev = params[0].dtype, params[0].device
     if dt not in (torch.float32, torch.float64):
         raise ValueError(f"model parameters must be float32 or float64, got {dt}")
@@ -175,9 +186,10 @@ def train(model: nn.Module, inputs, targets, n_epochs, lr, illusory_i=0, *, illu
                                  f"of them), got {name}={val!r}")
     items = tuple(int(i) % P for i in rows) if many else int(illusory_i) % P
     track = (items, int(illusory_j) % n_out)
-    weights0 = [p.detach().double().cpu().numpy().copy() for p in params]  # copies: training writes into params
+    initial = [p.detach().clone() for p in params]  # training writes into params; numpy copies only if needed
+    widths = [int(p.shape[0]) for p in params[:-1]]
     with torch_threads(threads):
-        bounds = stable_bounds(x, y, weights0, reduction, at_init=False)
+        bounds = stable_bounds(x, y, widths, reduction)
     if engine == "auto":
         settles = bounds is None or lr <= bounds.learned
         engine = "reduced" if n_out > params[0].shape[1] + params[-1].shape[1] and settles else "autograd"
@@ -201,7 +213,8 @@ def train(model: nn.Module, inputs, targets, n_epochs, lr, illusory_i=0, *, illu
     seconds = time.perf_counter() - t0
     if int(res.diverged_at[0]) >= 0:
         with torch_threads(threads):
-            bounds = stable_bounds(x, y, weights0, reduction) or bounds  # the initial curvature, for the message
+            weights0 = [w.double().cpu().numpy() for w in initial]  # the initial curvature, for the message
+            bounds = stable_bounds(x, y, widths, reduction, weights0) or bounds
     _raise_if_diverged(res, lr, bounds)
     rec = TrainRecord(
         losses=res.losses[0].double().cpu().numpy(),

@@ -38,7 +38,7 @@ from numpy.typing import ArrayLike
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from ._validate import as_float_array, choice, integer
-from .correlations import io_svd, learning_rate_to_eta
+from .correlations import learning_rate_to_eta
 from .state import descent_directions, exact_state, is_whitened, product
 
 __all__ = ["StableLR", "sharpness", "stable_lr", "balanced_best_fit"]
@@ -183,7 +183,7 @@ def stable_lr(X: ArrayLike, Y: ArrayLike, depth: int = 2, *, hidden: int | Seque
         widths = tuple(int(h) for h in hidden)
     if weights is not None:
         widths = tuple(np.shape(w)[0] for w in weights[:-1])
-    s = io_svd(X, Y)[1]
+    s = np.linalg.svd(Y.T @ X, compute_uv=False)  # the singular values of Σʸˣ (those of io_svd, without U, V)
     rank = int(np.sum(s > 1e-12 * s.max(initial=0.0))) if s.size and s.max() > 0 else 0
     if is_whitened(X) and (not widths or min(widths) >= rank):
         lam = depth * s.max(initial=0.0) ** (2.0 - 2.0 / depth) if s.size and s.max() > 0 else 0.0
