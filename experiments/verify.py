@@ -316,6 +316,7 @@ def _run(args, specs: list[RunSpec], out: Path) -> int:
         for depth in items_bar(VE.DEPTHS, "seed ensembles", args.quiet):
             ensembles.append(VE.ensemble(specs[0].X, specs[0].Y, hidden, depth, args.quick))
         all_checks += VE.ensemble_checks(ensembles)
+        figures["ensembles"] = [VE.ensemble_figure(ensembles, out / "deep_random_ensembles.png")]
     failed = [c["name"] for c in all_checks if c["passed"] is False]
     result = {"checks": all_checks, "runs": runs, "ensembles": ensembles, "passed": not failed, "failed": failed,
               "tolerance_model": {
@@ -326,8 +327,9 @@ def _run(args, specs: list[RunSpec], out: Path) -> int:
                   "rsm_reference": "||X V S^(2/L) V^T X^T||_F, the RSM of the balanced learned state"},
               "versions": package_versions(), "total_seconds": time.perf_counter() - t_start,
               "command": {k: v for k, v in vars(args).items() if not k.startswith("_")}}
-    write_text(out / "report.md", render_report(result, out) + "\n".join(["", *VE.ensemble_report(ensembles)])
-               if ensembles else render_report(result, out))
+    extra = [*VE.ensemble_report(ensembles), f"![a priori vs measured]({figures['ensembles'][0]})", ""] \
+        if ensembles else []
+    write_text(out / "report.md", render_report(result, out) + "\n".join(["", *extra]))
     write_json(out / "metrics.json", result)  # last: its presence marks a complete run
     if not args.quiet:
         _print_summary(result, out)

@@ -109,3 +109,30 @@ def ensemble_report(results: list[dict]) -> list[str]:
         lines += ["", f"Within {GOAL_RTOL:.0%} of the measured median: modes {modes}; worst "
                       f"{rel.max():.1%} (mode {int(np.argmax(rel)) + 1}).", ""]
     return lines
+
+
+def ensemble_figure(results: list[dict], path) -> str:
+    """Half-learning epoch per mode: measured medians with their 10–90 % range over seeds, the a priori prediction
+    (median and range) beside them, and the old balanced a priori value; one panel per depth."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .report import save_figure
+
+    fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4.2), layout="constrained",
+                             squeeze=False)
+    for ax, r in zip(axes[0], results):
+        k = np.arange(1, len(r["s"]) + 1)
+        for off, (med, lo, hi, color, label) in zip((-0.12, 0.12), (
+                (r["measured_median"], r["measured_q10"], r["measured_q90"], "k", "measured (median, 10–90 %)"),
+                (r["predicted_median"], r["predicted_q10"], r["predicted_q90"], "tab:red", "a priori prediction"))):
+            med, lo, hi = (np.asarray(v, dtype=float) for v in (med, lo, hi))
+            ax.errorbar(k + off, med, yerr=[med - lo, hi - med], fmt="o", color=color, ms=4, capsize=3, label=label)
+        ax.plot(k, r["old_a_priori"], "x", color="tab:gray", label="old balanced a priori a₀")
+        ax.set(xlabel="mode (s descending)", ylabel="half-learning epoch", yscale="log",
+               title=f"depth {r['depth']}, {r['n_seeds']} seeds")
+        ax.set_xticks(k)
+    axes[0][0].legend(fontsize=8)
+    return save_figure(fig, path).name
