@@ -249,10 +249,10 @@ def half_learning_distribution(s: ArrayLike, layer_sizes: Sequence[int], gamma: 
     r"""Distribution over init seeds of the epoch at which W_tot's k-th singular value first reaches f·s_k.
 
     Procedure (derivation, equations and what is exact in the module docstring): per draw, the initial
-    statistics (K's spectrum κ, projections of b and g, |a|²) from their exact law; per mode the discrete linear
-    phase b_k(n) = pλ₊ⁿ + qλ₋ⁿ up to n_s = ⌈ln R / ln(λ₊/λ₋)⌉ (R = :data:`SWITCH_RATIO`, top κ); then the chain
-    c_i ← c_i + η(s − ∏c)∏_{j≠i}c_j from c₁ = |a(n_s)|, middle μ (rate-matched to κ_eff), c_L = m/(c₁μ^{L−2});
-    t_k = k-th smallest over modes of the first epoch with a_α ≥ f s_k.
+    statistics (K's spectrum κ, projections of b and g, ``|a|²``) from their exact law; per mode the discrete
+    linear phase ``b_k(n) = pλ₊ⁿ + qλ₋ⁿ`` up to ``n_s = ⌈ln R / ln(λ₊/λ₋)⌉`` (R = :data:`SWITCH_RATIO`, top κ);
+    then the chain ``c_i ← c_i + η(s − ∏c)∏_{j≠i}c_j`` from ``c₁ = |a(n_s)|``, middle μ (rate-matched to
+    κ_eff), ``c_L = m/(c₁μ^{L−2})``; t_k = k-th smallest over modes of the first epoch with a_α ≥ f s_k.
 
     Glossary: ``s`` (r,) positive singular values of Σʸˣ; ``layer_sizes`` [N_in, n_1, …, N_out] (depth L =
     len − 1 ≥ 2, r ≤ N_in, N_out); γ = ``gamma`` > 0 init scale; η = ``eta`` per-epoch rate; f = ``fraction``

@@ -83,9 +83,9 @@ def coupled_modes_finite_lr(t: ArrayLike, s: ArrayLike, M0: ArrayLike, eta: floa
     exponent that makes a decoupled mode follow the finite-lr closed form. It is an approximation: against
     :func:`theory.coupled.coupled_modes_discrete` it leaves an O(η) coupling error (the discrete matrix map is not
     a per-mode time change of the Riccati flow). Measured on the tutorial, random inits γ = 1e-12, seeds 0–3
-    (bench/finite_lr_table.py): max |ΔM|/s₁ = 0.013 at lr = 100 (continuous form: 0.99), 0.0027 at lr = 25.
+    (bench/finite_lr_table.py): ``max |ΔM|/s₁`` = 0.013 at lr = 100 (continuous form: 0.99), 0.0027 at lr = 25.
 
-    Glossary: t ≥ 0 epochs (scalar → (r, r); array → (*t.shape, r, r); ``np.inf`` → S); s (r,) > 0; M0 = K (r, r)
+    Glossary: t ≥ 0 epochs (scalar → (r, r); array → ``(*t.shape, r, r)``; ``np.inf`` → S); s (r,) > 0; M0 = K (r, r)
     symmetric positive definite with 0 < K_αα < s_α; η per epoch with 2ηs_max < 1; order as in
     :mod:`theory.finite_lr`. Raises ``ValueError`` outside this domain. Reference: Saxe et al., PNAS 116:11537
     (2019) SI; module docstring.
