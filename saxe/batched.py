@@ -91,7 +91,7 @@ def init_weights(sizes: list[int], gamma: float, seed: int, dtype: torch.dtype =
 class _Seed:
     lower: list[torch.Tensor]  # Z_1 … Z_{L−1} in the training dtype
     train: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None  # (QᵀZ_L, Y Q, ‖Y − Y Q Qᵀ‖²), float64
-    exact: list[np.ndarray] | None  # the exact state's reduced weights of the unit draw
+    exact: list[np.ndarray]  # the exact state's reduced weights of the unit draw
 
 
 class SeedBases:
@@ -110,7 +110,7 @@ class SeedBases:
         sig = layer_sigmas(self.data.sizes(run), run.gamma)
         return sig if self.dtype == torch.float64 else [1.0] * len(sig)
 
-    def _seed(self, run: Any, train: bool, exact: bool) -> _Seed:
+    def seed(self, run: Any) -> _Seed:
         """The seed's cached pieces, computed from one draw the first time the seed is met (both the training and
         the exact-theory pieces then: the N_out-sized draw is not kept, only its small reduced coordinates)."""
         key = (run.depth, run.hidden, run.seed) + (() if self.dtype == torch.float64 else (run.gamma,))
@@ -149,7 +149,7 @@ def exact_layers(bases: SeedBases, runs: list[Any]) -> list[np.ndarray]:
             parts.append(None)
             continue
         sc = bases.scales(run)
-        parts.append([s * b for s, b in zip(sc, bases._seed(run, train=False, exact=True).exact or [])])
+        parts.append([s * b for s, b in zip(sc, bases.seed(run).exact)])
     template = next((p for p in parts if p is not None), None)
     if template is None:  # every run starts at zero: no outside directions
         depth, h, r, n_in = runs[0].depth, runs[0].hidden, bases.data.n_modes, bases.data.X.shape[1]
@@ -181,13 +181,17 @@ def train_reduced(bases: SeedBases, runs: list[Any], n_epochs: int, device: torc
     t0 = time.perf_counter()
     data, dtype = bases.data, bases.dtype
     P, n_out = data.Y.shape
-    seeds = [bases._seed(r, train=True, exact=False) for r in runs]
+    seeds = [bases.seed(r) for r in runs]
     scales = [bases.scales(r) for r in runs]
+    parts = [sd.train for sd in seeds]
+    if any(p is None for p in parts):
+        raise ValueError("train_reduced: every run must be reducible (γ > 0 and N_out > N_in + N_(L−1))")
     lower = [torch.stack([sc[l] * sd.lower[l] for sd, sc in zip(seeds, scales)]).to(device=device, dtype=dtype)
              for l in range(runs[0].depth - 1)]
-    b0 = torch.stack([sc[-1] * sd.train[0] for sd, sc in zip(seeds, scales)])  # type: ignore[index]
-    yq = torch.stack([sd.train[1] for sd in seeds])  # type: ignore[index]
-    const = torch.stack([sd.train[2] for sd in seeds])  # type: ignore[index]
+    trains = [p for p in parts if p is not None]
+    b0 = torch.stack([sc[-1] * p[0] for p, sc in zip(trains, scales)])
+    yq = torch.stack([p[1] for p in trains])
+    const = torch.stack([p[2] for p in trains])
     x = bases.x64.to(device=device, dtype=dtype)
     lr = torch.tensor([r.lr for r in runs], dtype=torch.float64, device=device)
     with torch.no_grad():
