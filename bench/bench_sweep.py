@@ -76,6 +76,16 @@ def tutorial_loop(seeds: int, features: int, epochs: int) -> tuple[float, int]:
     return time.perf_counter() - t0, crashed
 
 
+def tutorial_subprocess(args, seeds: int) -> tuple[float, int]:
+    """(a) in a child process: this process stays small, so the peak RSS the kernel reports for each sweep child
+    is the sweep's own (a child forked from a process holding torch inherits that process's resident size in its
+    ru_maxrss)."""
+    cmd = [sys.executable, __file__, "--tutorial-only", "--lr", *map(repr, CONFIG["lr"]), "--seeds", str(args.seeds),
+           "--tutorial-seeds", str(seeds), "--features", str(args.features), "--epochs", str(args.epochs)]
+    out = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    return out["seconds"], out["crashed"]
+
+
 def sweep_command(seeds: int, features: int, epochs: int, out: Path, engine: str) -> list[str]:
     exe = shutil.which("saxe")
     head = [exe] if exe else [sys.executable, "-m", "experiments"]
@@ -118,8 +128,13 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="runs of (b), interleaved around (a) (default 3)")
     ap.add_argument("--autograd", action="store_true", help="also time the sweep with --engine autograd (c)")
     ap.add_argument("--json", help="also write the numbers to this JSON file")
+    ap.add_argument("--tutorial-only", action="store_true", help=argparse.SUPPRESS)  # (a) in its own process
     args = ap.parse_args(argv)
     CONFIG["lr"] = tuple(args.lr)
+    if args.tutorial_only:
+        t, crashed = tutorial_loop(min(args.tutorial_seeds or args.seeds, args.seeds), args.features, args.epochs)
+        print(json.dumps({"seconds": t, "crashed": crashed}))
+        return 0
     n_runs = len(CONFIG["lr"]) * len(GAMMAS) * args.seeds
     tut_seeds = min(args.tutorial_seeds or args.seeds, args.seeds)
     n_tut = len(CONFIG["lr"]) * len(GAMMAS) * tut_seeds
@@ -132,7 +147,7 @@ def main(argv=None) -> int:
     sweep_walls.append(wall)
     print(f"(b) saxe sweep (reduced engine), subprocess: {wall:.2f} s, peak RSS {sweep_info['peak_rss_mb']:.0f} MB",
           flush=True)
-    t_tut, crashed = tutorial_loop(tut_seeds, args.features, args.epochs)
+    t_tut, crashed = tutorial_subprocess(args, tut_seeds)
     per_tut = t_tut / n_tut
     note = f"; {crashed} calls crashed (diverged)" if crashed else ""
     print(f"(a) tutorial loop, {n_tut} calls: {t_tut:.2f} s ({per_tut:.3f} s/run{note})", flush=True)

@@ -97,13 +97,20 @@ def save_figure(fig, path, **kwargs) -> Path:
 
 
 def package_versions() -> dict[str, str]:
+    """Versions of the packages behind a result, read from their installed metadata (importing scipy or matplotlib
+    just for their version would cost a sweep ~30 MB of memory)."""
     import platform
+    from importlib.metadata import PackageNotFoundError, version
 
-    import matplotlib
-    import scipy
     import torch
 
     from saxe import __version__
 
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
     return {"saxe-dln": __version__, "python": platform.python_version(), "numpy": np.__version__,
-            "scipy": scipy.__version__, "torch": torch.__version__, "matplotlib": matplotlib.__version__}
+            "scipy": installed("scipy"), "torch": torch.__version__, "matplotlib": installed("matplotlib")}

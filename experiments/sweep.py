@@ -92,6 +92,8 @@ from .sweep_status import STATUSES, stability_warnings
 from .sweep_theory import decoupled_predictions, exact_modes_batch, theory_batch  # noqa: F401
 
 ENGINES = ("auto", "reduced", "autograd")
+#: malloc_trim after this many new seeds (each leaves ~10 MB of freed N_out-sized temporaries; a trim costs ~1 ms).
+SEEDS_PER_RELEASE = 4
 #: Largest memory (bytes) the per-epoch records of one batch may take (float64: measured singular values, the
 #: exact trajectory M_k (r × r per epoch) and the three predictions); --batch is lowered to fit.
 BATCH_RECORD_BYTES = 1 << 30
@@ -180,6 +182,11 @@ def compute_chunk(problem, cache, runs: list[Run], n_epochs: int, engine: str, d
     """Train and predict one chunk (runs of one shape): its CSV rows and timings. The single-process loop and the
     Dask workers (:mod:`experiments.sweep_dask`) both call this, so their rows are identical."""
     t0 = time.perf_counter()
+    for i, run in enumerate(runs):  # each new seed's N_out-sized temporaries leave heap pages free: hand them back
+        if cache.seed_is_new(run):
+            cache.seed(run)
+            if i % SEEDS_PER_RELEASE == SEEDS_PER_RELEASE - 1:
+                _release_heap()
     tr = train_batch(problem, cache, runs, n_epochs, engine=engine, dtype=dtype, device=device)
     t1 = time.perf_counter()
     preds = theory_batch(problem, cache, runs, n_epochs, {})  # decoupled theory: shared by a chunk's seeds

@@ -110,10 +110,17 @@ class SeedBases:
         sig = layer_sigmas(self.data.sizes(run), run.gamma)
         return sig if self.dtype == torch.float64 else [1.0] * len(sig)
 
+    def _key(self, run: Any) -> tuple:
+        return (run.depth, run.hidden, run.seed) + (() if self.dtype == torch.float64 else (run.gamma,))
+
+    def seed_is_new(self, run: Any) -> bool:
+        """The run's seed has not been drawn yet (its pieces are not cached)."""
+        return self._key(run) not in self._cache
+
     def seed(self, run: Any) -> _Seed:
         """The seed's cached pieces, computed from one draw the first time the seed is met (both the training and
         the exact-theory pieces then: the N_out-sized draw is not kept, only its small reduced coordinates)."""
-        key = (run.depth, run.hidden, run.seed) + (() if self.dtype == torch.float64 else (run.gamma,))
+        key = self._key(run)
         hit = self._cache.get(key)
         if hit is not None:
             return hit

@@ -42,12 +42,27 @@ from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.linalg import null_space, qr, solve_triangular
 
 from ._validate import as_float_array, integer, positive, times
 from .errors import OrbitDivergenceError
 from .state import RANK_EPS_FACTOR
 from .state import chained_weights as _chained
+
+
+# scipy is imported when first needed (the sweep and saxe.train never need it: a lighter process)
+def null_space(*args, **kwargs):
+    from scipy.linalg import null_space as f
+    return f(*args, **kwargs)
+
+
+def qr(*args, **kwargs):
+    from scipy.linalg import qr as f
+    return f(*args, **kwargs)
+
+
+def solve_triangular(*args, **kwargs):
+    from scipy.linalg import solve_triangular as f
+    return f(*args, **kwargs)
 
 __all__ = ["growing_part", "initial_mode_matrix", "coupled_modes_discrete", "coupled_modes_continuous",
            "MAX_STEP_EXPONENT"]

@@ -35,7 +35,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from ._validate import as_float_array, choice, integer
 from .correlations import learning_rate_to_eta
@@ -76,6 +75,8 @@ def sharpness(X: ArrayLike, Y: ArrayLike, weights: Sequence[ArrayLike]) -> float
     apply, n = _hvp(layers, st.target, st.sxx, 1e-20 * scale)
     top = None
     if n > DENSE_HESSIAN_MAX:
+        from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh  # imported when first needed
+
         op = LinearOperator((n, n), matvec=apply, dtype=np.float64)
         v0 = np.random.default_rng(0).standard_normal(n)  # fixed start: same weights, same answer
         try:

@@ -53,7 +53,6 @@ from __future__ import annotations
 import numpy as np
 from numpy.polynomial import chebyshev as cheb
 from numpy.typing import ArrayLike
-from scipy.special import spence
 
 from ._validate import broadcast, integer, nonnegative_array, positive, times
 from .modes import _log_term, _power_part
@@ -93,6 +92,8 @@ def _rates(h: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _li2(z: np.ndarray) -> np.ndarray:
     """Dilogarithm Li₂(z) = −∫₀^z ln(1 − u)/u du for real z ≤ 1 (scipy's spence(1 − z))."""
+    from scipy.special import spence  # imported when first needed
+
     return spence(1.0 - z)
 
 

@@ -35,10 +35,9 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.linalg import solve_triangular
 
 from ._validate import as_float_array, positive, times
-from .coupled import SYMMETRY_RTOL
+from .coupled import SYMMETRY_RTOL, solve_triangular  # solve_triangular: scipy's, imported when first needed
 from .finite_lr import mode_strength_finite_lr
 
 __all__ = ["coupled_modes_finite_lr"]

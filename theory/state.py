@@ -44,7 +44,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.linalg import null_space
 
 from ._validate import as_float_array, integer, positive
 from .correlations import WHITENED_RTOL, io_svd
@@ -259,6 +258,8 @@ def exact_state(X: ArrayLike, Y: ArrayLike, weights: Sequence[ArrayLike]) -> Exa
         sxx = None
     else:
         Ubar = np.hstack([U, complement(ws[-1], U)])
+        from scipy.linalg import null_space  # only for Σˣˣ ≠ I
+
         Vbar = np.hstack([V, null_space(V.T)]) if V.shape[1] < X.shape[1] else V
         sxx = Vbar.T @ (X.T @ X) @ Vbar
         sxx = 0.5 * (sxx + sxx.T)
