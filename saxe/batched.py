@@ -131,7 +131,8 @@ class SeedBases:
         zs = _draw(sizes, run.seed, self.dtype, unit)
         zl = zs[-1].double()
         train_part = None
-        if reducible(self.data, run):
+        n_last = run.hidden if run.depth > 1 else self.data.X.shape[1]
+        if self.data.Y.shape[1] > self.data.X.shape[1] + n_last:  # the shapes allow it (γ is a factor, not cached)
             Q = reduced_basis(self.sigma_yx, zl[None])[0]
             yq = self.y64 @ Q
             train_part = (Q.mT @ zl, yq, ((self.y64 - yq @ Q.mT) ** 2).sum())
