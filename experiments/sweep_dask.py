@@ -28,6 +28,8 @@ from .cli import UsageError
 
 #: Extra attempts of a chunk that raised on a worker (a lost worker is rescheduled by the scheduler anyway).
 TASK_RETRIES = 2
+#: How long to try reaching a ``--dask tcp://…`` scheduler before giving up (a cluster's scheduler is up in seconds).
+SCHEDULER_TIMEOUT = "20s"
 _LOCAL = re.compile(r"local(?::(\d+))?")
 _REMOTE = re.compile(r"(tcp|tls|ucx|inproc)://\S+")
 
@@ -69,7 +71,7 @@ def client_for(text: str, threads: int) -> Iterator[Any]:
             yield client
     else:
         try:
-            client = distributed.Client(str(where), timeout="20s")
+            client = distributed.Client(str(where), timeout=SCHEDULER_TIMEOUT)
         except OSError as exc:
             raise UsageError(f"--dask {where}: cannot reach the scheduler ({exc})") from None
         with client:

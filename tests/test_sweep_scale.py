@@ -6,10 +6,10 @@ import json
 import os
 from pathlib import Path
 
+from test_sweep import GRID, N_GRID, read, same_numbers, sweep
+
 import experiments.sweep as S
 from experiments import cli
-
-from test_sweep import GRID, N_GRID, read, same_numbers, sweep
 
 
 def _interrupt_after_first_chunk(monkeypatch):
@@ -120,7 +120,6 @@ def _kill_worker_once(flag: str, *args):
 def test_a_lost_workers_chunk_is_retried(tmp_path):
     import cloudpickle
     import distributed
-
     import test_sweep_scale
 
     cloudpickle.register_pickle_by_value(test_sweep_scale)  # workers cannot import the tests folder
@@ -155,3 +154,28 @@ def test_dask_needs_the_extra_message(monkeypatch, tmp_path, capsys):
     assert sweep(tmp_path, "--dask", "local:2") == 2
     assert "saxe-dln[distributed]" in capsys.readouterr().err
     assert not Path(tmp_path / "sweep.csv").exists()
+
+
+def test_dask_scheduler_address(tmp_path):
+    """``--dask tcp://HOST:PORT``: the chunks go to a scheduler that is already running (here a 1-worker local one)."""
+    import distributed
+
+    single = tmp_path / "single"
+    grid = [a if a != "2" or GRID[i - 1] != "--seeds" else "1" for i, a in enumerate(GRID)]
+    assert sweep(single, grid=grid) == 0
+    _, want = read(single / "sweep.csv")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=40) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://")
+        assert sweep(tmp_path / "remote", "--dask", cluster.scheduler_address, grid=grid) == 0
+    _, got = read(tmp_path / "remote" / "sweep.csv")
+    assert [r["run_id"] for r in got] == [r["run_id"] for r in want]
+    assert all(same_numbers(g, w, rtol=0.0) for g, w in zip(got, want))
+
+
+def test_unreachable_scheduler_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    import experiments.sweep_dask as D
+
+    monkeypatch.setattr(D, "SCHEDULER_TIMEOUT", "2s")
+    assert sweep(tmp_path, "--dask", "tcp://127.0.0.1:9") == 2
+    assert "cannot reach the scheduler" in capsys.readouterr().err
