@@ -179,3 +179,22 @@ def test_unreachable_scheduler_is_a_usage_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(D, "SCHEDULER_TIMEOUT", "2s")
     assert sweep(tmp_path, "--dask", "tcp://127.0.0.1:9") == 2
     assert "cannot reach the scheduler" in capsys.readouterr().err
+
+
+def test_sweeps_and_training_never_import_scipy(tmp_path):
+    """The memory budget of a sweep (README: peak RSS ≤ 300 MB for 1024 runs) relies on scipy staying out of the
+    process: theory imports it only where a theory needs it (solve_ivp, null_space, the numerical curvature of a
+    bottleneck, spence). Without a bottleneck neither saxe.train nor a sweep needs it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np, torch, saxe\n"
+            "from experiments import cli\n"
+            "X, Y = saxe.generate_hsd(n_features=200, rng=0)\n"
+            "net = saxe.LNNet(8, 12, 200).double(); saxe.initializer_(net, 1e-3)\n"
+            "saxe.train(net, X, Y, 20, 3.0)\n"
+            f"assert cli.main(['sweep', '--lr', '3', '--gamma', '1e-4', '0', '--hidden', '12', '--seeds', '2', "
+            f"'--epochs', '20', '--features', '200', '--quiet', '--out', {str(tmp_path / 'o')!r}]) == 0\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'scipy'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
