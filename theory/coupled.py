@@ -49,7 +49,7 @@ from .state import RANK_EPS_FACTOR
 from .state import chained_weights as _chained
 
 
-# scipy is imported when first needed (the sweep and saxe.train never need it: a lighter process)
+# scipy is imported when first needed (a sweep or saxe.train without a bottleneck never needs it: a lighter process)
 def null_space(*args, **kwargs):
     from scipy.linalg import null_space as f
     return f(*args, **kwargs)
