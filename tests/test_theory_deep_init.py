@@ -108,6 +108,24 @@ def test_prediction_matches_a_small_measured_ensemble():
     assert np.all(np.diff(pred.quantiles, axis=0) >= 0)
 
 
+def test_degenerate_group_after_an_earlier_mode_matches_a_measured_ensemble():
+    # an earlier mode takes hidden directions and the group's members compete for the rest: without the taking
+    # (independent chains after the hand-over) the group's last member comes out ~20% early here
+    sizes, s = [4, 12, 12, 300], np.array([20.0, 10.0, 9.8, 9.6])
+    eta = 0.3 / (3 * s[0] ** (4 / 3))
+    gamma = (1e-4 / expected_initial_mode_strength(1.0, sizes)) ** (1 / 3)
+    measured = np.median(_measured(sizes, s, gamma, eta, range(24)), axis=0)
+    pred = half_learning_distribution(s, sizes, gamma, eta, n_draws=256)
+    np.testing.assert_allclose(pred.median, measured, rtol=ENSEMBLE_RTOL)
+
+
+def test_modes_beyond_the_narrowest_hidden_width_are_never_learned():
+    sizes, s = [4, 12, 2, 300], np.array([10.0, 8.0, 6.0])
+    pred = half_learning_distribution(s, sizes, 0.1, 0.3 / (3 * s[0] ** (4 / 3)), n_draws=32)
+    assert np.isfinite(pred.samples[:, :2]).all() and np.isinf(pred.samples[:, 2]).all()
+    assert np.isinf(pred.median[2]) and np.isinf(pred.quantiles[:, 2]).all()
+
+
 def test_deterministic_per_seed_and_degenerate_modes_are_order_statistics():
     sizes, s = [4, 12, 12, 300], np.array([10.0, 9.9])
     eta = 0.3 / (3 * s[0] ** (4 / 3))

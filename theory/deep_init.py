@@ -51,9 +51,19 @@ law is what is sampled; the per-mode K is n_{L−1} × n_{L−1}).
 **4. Which epoch is reported.** W_tot ≈ Σ_α a_α u_α v_αᵀ, so its k-th largest singular value reaches f·s_k at the
 first epoch at which k modes have a_α ≥ f·s_k: t_k = k-th smallest over α of T_α(f s_k) (T_α(θ) = ∞ for
 θ > s_α). Near-degenerate modes (s within :data:`DEGENERATE_RTOL`: the tree's pair 100.8, 99.4 and quadruple
-72.5…70.2) share one hand-over step and are handed over as one matrix M_{αβ} = b_αᵀg_β (= u_αᵀW_tot v_β), whose
-singular values replace their m; they thus come out as order statistics of one shared law, as the measurement
-(sorted singular values) does.
+72.5…70.2) share one hand-over step and are handed over as one matrix M_{αβ} = b_αᵀg_β (= u_αᵀW_tot v_β).
+
+**5. Taken hidden directions (competition).** A learned mode occupies one direction in every hidden layer, and the
+error's cross terms then remove that direction from every later mode (b_α along it is driven to 0 at rate ∝ the
+learned strength). Modes are handed over in descending s; each takes the top left singular vector p of its
+group's M restricted to the directions still free, d = Bᵀp/|Bᵀp| (last hidden layer, common basis), m = that
+singular value. With Q the orthonormal taken directions, the later modes see b, g ← (I − QQᵀ)(b, g) and the Gram
+K = Σ_l c_l F_l (F_l = W_{>l}W_{>l}ᵀ, c_l = |W_{<l}v|²) with each term's taken directions removed layer by layer:
+the direction taken in layer l is ∝ W_{>l}ᵀd, so F_l ← F_l − F_lQ(QᵀF_lQ)⁺QᵀF_l and the layer's own coefficient
+loses its component there, c_{l+1} ← c_{l+1} − gᵀQ(QᵀF_lQ)⁺Qᵀg (g = g(0); l = 1: |a|², and c₁² shrinks in the same
+ratio); κ_eff = dᵀKd (floored at K's smallest eigenvalue before any taking). The modes of a group thus come out
+spread (the second must use the next free direction), and later groups slower. Modes beyond the narrowest hidden
+width never learn (W_tot's rank): ∞.
 
 **Exact:** the law of the initial statistics; the linear phase given them (up to O((ηs√κ)²) per step: the layer
 product's second-order terms, ηs√κ ≈ 0.02 on the tutorial); the discrete chain map. **Approximated:** (i) each
@@ -62,11 +72,10 @@ mode escapes on its own: the modes share the middle layers, and on the tutorial 
 linear phase to a scalar chain (the alignment of a, b with K's top directions continues in the chain's stead;
 per seed, against the single-mode exact dynamics, switching at (λ₊/λ₋)ⁿ = 2…5 moves the median by −4%…+1%
 (depth 3) and −3.5%…+2.4% (depth 4), per-seed correlation ≥ 0.998); (iii) the residual's nonlinear terms
-during the linear phase (negligible while |b|² ≪ |a|²). **Known miss:** within a degenerate group the modes compete
-for the same top directions of K during the nonlinear phase, and modes learned earlier slow later groups (the
-quadruple alone learns ~10% earlier than inside the full network); the chains are independent after the hand-over,
-so the later members of a group come out too early (tutorial: −9…−19% at depth 3, −13…−38% at depth 4;
-bench/deep_random_table.py).
+during the linear phase (negligible while |b|² ≪ |a|²); (iv) the taking (5) is applied at the hand-over as if the
+earlier modes were already learned, and the taken directions of the inner layers are W_{>l}ᵀd (first order).
+Measured (bench/deep_random_table.py, tutorial, 32 seeds): medians within +3.7% at depth 3; at depth 4 mode 1 is
+~9% late (its sharing of the middle layers with the other modes is not modelled) and the last mode ~10% early.
 
 Glossary: s (r,) singular values of Σʸˣ (descending); layer_sizes [N_in, n_1, …, n_{L−1}, N_out]; L depth; γ init
 scale; σ_l per-layer std; η per-epoch rate (η = 2·lr/(P·N_out)), τ = 1/η epochs; κ eigenvalues of K (strength²
@@ -115,7 +124,18 @@ class DeepInitPrediction:
 
     @property
     def median(self) -> np.ndarray:
-        return np.quantile(self.samples, 0.5, axis=0)
+        return _quantile(self.samples, 0.5)
+
+
+def _quantile(x: np.ndarray, q: float | np.ndarray) -> np.ndarray:
+    """np.quantile over axis 0 that keeps ∞ (never reached) as ∞ instead of ∞ − ∞ = NaN in the interpolation."""
+    out = np.quantile(np.where(np.isinf(x), _NEVER, x), q, axis=0)
+    return np.where(out >= _NEVER / 2, np.inf, out)
+
+
+# stand-in for ∞ in quantile interpolation: far above any step count (DISCRETE_STEP_CAP)
+_NEVER = 1e300
+_TINY = np.finfo(float).tiny
 
 
 def chain_map_steps(c0: ArrayLike, s: ArrayLike, eta: float, thresholds: ArrayLike,
@@ -185,31 +205,36 @@ def _middle_gain(kappa: np.ndarray, c1sq: np.ndarray, depth: int) -> np.ndarray:
 
 def _statistics(rng: np.random.Generator, sizes: list[int], gamma: float, r: int):
     """One draw of the initial statistics for r modes: κ (r, n), eigenbases E (r, n, n) or None (a basis common to
-    all modes), b and g in that basis (r, n), |a|² (r,)."""
+    all modes), b and g in that basis (r, n), |a|² (r,), K's terms F_l = W_{>l}W_{>l}ᵀ (L−1, n, n) in the common
+    basis and their coefficients c_l = |W_{<l}v|² (r, L−1): K = Σ_l c_l F_l."""
     pairs = list(zip(sizes[:-1], sizes[1:]))
     sig = [gamma / np.sqrt(n_in + n_out) for n_in, n_out in pairs]
     n = sizes[-2]
     b = rng.standard_normal((r, n)) * sig[-1]  # isotropic: i.i.d. in any basis, e.g. K's eigenbasis
     if len(pairs) == 2:
         a = rng.standard_normal((r, n)) * sig[0]
-        return np.ones((r, n)), None, b, a, np.sum(a**2, axis=1)
+        return np.ones((r, n)), None, b, a, np.sum(a**2, axis=1), np.eye(n)[None], np.ones((r, 1))
     if len(pairs) == 3:
-        return _depth3(rng, sizes, sig, b, r)
+        out = _depth3(rng, sizes, sig, b, r)
+        return out + (np.stack([np.diag(out[0][0] - out[4][0]), np.eye(n)]), np.stack([np.ones(r), out[4]], 1))
     mids = [rng.standard_normal((n_out, n_in)) * sd for (n_in, n_out), sd in zip(pairs[1:-1], sig[1:-1])]
     a = rng.standard_normal((r, sizes[1])) * sig[0]
     kap, E, gk = np.empty((r, n)), np.empty((r, n, n)), np.empty((r, n))
+    F, c = np.empty((len(mids) + 1, n, n)), np.ones((r, len(mids) + 1))
     for al in range(r):
         hs = [a[al]]
         for W in mids:
             hs.append(W @ hs[-1])
         K, above = np.zeros((n, n)), np.eye(n)
         for l in range(len(mids), -1, -1):  # l = index of the inner layer (0 = W_1), W_{>l} built top-down
-            K += float(hs[l - 1] @ hs[l - 1] if l > 0 else 1.0) * above @ above.T
+            F[l] = above @ above.T
+            c[al, l] = float(hs[l - 1] @ hs[l - 1] if l > 0 else 1.0)
+            K += c[al, l] * F[l]
             if l > 0:
                 above = above @ mids[l - 1]
         kap[al], E[al] = np.linalg.eigh(K)
         gk[al] = E[al].T @ hs[-1]
-    return kap, E, b, gk, np.sum(a**2, axis=1)
+    return kap, E, b, gk, np.sum(a**2, axis=1), F, c
 
 
 def _depth3(rng, sizes, sig, b, r):
@@ -252,7 +277,8 @@ def half_learning_distribution(s: ArrayLike, layer_sizes: Sequence[int], gamma: 
     statistics (K's spectrum κ, projections of b and g, ``|a|²``) from their exact law; per mode the discrete
     linear phase ``b_k(n) = pλ₊ⁿ + qλ₋ⁿ`` up to ``n_s = ⌈ln R / ln(λ₊/λ₋)⌉`` (R = :data:`SWITCH_RATIO`, top κ);
     then the chain ``c_i ← c_i + η(s − ∏c)∏_{j≠i}c_j`` from ``c₁ = |a(n_s)|``, middle μ (rate-matched to
-    κ_eff), ``c_L = m/(c₁μ^{L−2})``; t_k = k-th smallest over modes of the first epoch with a_α ≥ f s_k.
+    κ_eff), ``c_L = m/(c₁μ^{L−2})``, each mode in descending s on the hidden directions the earlier ones left
+    free (module docstring, 5); t_k = k-th smallest over modes of the first epoch with a_α ≥ f s_k.
 
     Glossary: ``s`` (r,) positive singular values of Σʸˣ; ``layer_sizes`` [N_in, n_1, …, N_out] (depth L =
     len − 1 ≥ 2, r ≤ N_in, N_out); γ = ``gamma`` > 0 init scale; η = ``eta`` per-epoch rate; f = ``fraction``
@@ -286,6 +312,7 @@ def half_learning_distribution(s: ArrayLike, layer_sizes: Sequence[int], gamma: 
     draws = [_statistics(rng, sizes, gamma, r) for _ in range(n_draws)]
     kap, bk, gk, a2 = (np.stack([d[i] for d in draws]) for i in (0, 2, 3, 4))  # (D, r, n), …, (D, r)
     E = None if draws[0][1] is None else np.stack([d[1] for d in draws])  # (D, r, n, n) eigenbases of K
+    F, cf = np.stack([d[5] for d in draws]), np.stack([d[6] for d in draws])
     h = eta * s[None, :] * np.sqrt(kap.max(axis=2))
     if (h >= 1).any():
         raise ValueError(f"eta={eta!r} is too large for an escape: η·s·√κ reaches {h.max():.3g} (must be < 1)")
@@ -293,20 +320,23 @@ def half_learning_distribution(s: ArrayLike, layer_sizes: Sequence[int], gamma: 
     groups = _groups(s)
     for G in groups:  # one hand-over step per group of near-degenerate modes: their strengths form one matrix
         n_s[:, G] = n_s[:, G].max(axis=1, keepdims=True)
-    c0 = _hand_over(kap, E, bk, gk, a2, s, eta, n_s, depth, groups).reshape(n_draws * r, depth)
-    sm = np.tile(s, n_draws)
-    thresholds = np.tile(fraction * s, (sm.size, 1))
-    T = (n_s.reshape(-1, 1) + chain_map_steps(c0, sm, eta, thresholds)).reshape(n_draws, r, r)  # [draw, mode, k]
+    live = np.argsort(-s, kind="stable")[: min(sizes[1:-1])]  # W_tot's rank ≤ the narrowest hidden width
+    c0 = _hand_over(kap, E, bk, gk, a2, F, cf, s, eta, n_s, depth, groups)[:, live].reshape(-1, depth)
+    sm = np.tile(s[live], n_draws)
+    T = np.full((n_draws, r, r), np.inf)  # [draw, mode, k]
+    T[:, live] = (n_s[:, live].reshape(-1, 1) + chain_map_steps(c0, sm, eta, np.tile(fraction * s, (sm.size, 1))
+                                                                 )).reshape(n_draws, live.size, r)
     samples = np.sort(T, axis=1)[:, np.arange(r), np.arange(r)]  # k-th smallest over modes of T(·, f s_k)
-    return DeepInitPrediction(samples, lv, np.quantile(samples, lv, axis=0))
+    return DeepInitPrediction(samples, lv, _quantile(samples, lv))
 
 
-def _hand_over(kap, E, bk, gk, a2, s, eta, n_s, depth, groups):
+def _hand_over(kap, E, bk, gk, a2, F, cf, s, eta, n_s, depth, groups):
     """The chains' gains (D, r, L) at the hand-over steps n_s (D, r) from the exact linear-phase state.
 
-    Per mode (module docstring, 1–2): c₁² = |a|² + |b(n_s)|² − |b(0)|², μ from κ_eff = bᵀKb/|b|², c_L = m/(c₁μ^{L−2}).
-    A group of near-degenerate modes is one matrix M_{αβ} = b_αᵀ g_β (the strengths u_αᵀ W_tot v_β); its singular
-    values, in descending order, replace the modes' m (descending s), with the group's mean c₁² and κ_eff.
+    Per mode (module docstring, 1–2, 5): c₁² = |a|² + |b(n_s)|² − |b(0)|², μ from κ_eff = dᵀKd, c_L = m/(c₁μ^{L−2}),
+    with m the top singular value of the group's M_{αβ} = b_αᵀg_β on the hidden directions still free, d its
+    direction; c₁² and κ_eff are the group's means after the taken directions are removed (F (D, L−1, n, n), cf
+    (D, r, L−1): K's terms and coefficients).
     """
     rt = np.sqrt(kap)
     hk = eta * s[None, :, None] * rt
@@ -314,21 +344,40 @@ def _hand_over(kap, E, bk, gk, a2, s, eta, n_s, depth, groups):
     lm = np.exp(n_s[..., None] * np.log1p(-hk))
     p, q = 0.5 * (bk + gk / rt), 0.5 * (bk - gk / rt)
     b, g = p * lp + q * lm, rt * (p * lp - q * lm)
-    b2 = np.sum(b**2, axis=2)
-    kq = np.sum(kap * b**2, axis=2) / b2
-    c1sq = a2 + b2 - np.sum(bk**2, axis=2)
-    m = np.sum(b * g, axis=2)
+    c1sq0 = a2 + np.sum(b**2, axis=2) - np.sum(bk**2, axis=2)  # |a(n_s)|²: |a|² − |b|² is conserved
+    g0 = gk
     if E is not None:  # into one basis for all modes (depth 2 and 3 are drawn in a common basis already)
         b, g = np.einsum("drij,drj->dri", E, b), np.einsum("drij,drj->dri", E, g)
+        g0 = np.einsum("drij,drj->dri", E, gk)
+    m, kq, c1sq = np.empty_like(a2), np.empty_like(a2), np.empty_like(a2)
+    Q = np.zeros((b.shape[0], b.shape[2], 0))  # taken hidden directions (orthonormal columns), common basis
     for G in groups:
-        if G.size > 1:
-            M = np.einsum("dai,dbi->dab", b[:, G], g[:, G])
-            m[:, G] = np.linalg.svd(M, compute_uv=False)
-            c1sq[:, G] = c1sq[:, G].mean(axis=1, keepdims=True)
-            kq[:, G] = kq[:, G].mean(axis=1, keepdims=True)
-    m = np.maximum(m, np.finfo(float).tiny)
+        for al in G:  # descending s: each member takes the top direction left free by all earlier ones
+            rho = np.ones((b.shape[0], G.size, F.shape[1]))  # kept fraction of each K term's coefficient
+            la, Fp = 0.0, F
+            if Q.shape[2]:
+                z = np.einsum("dnj,dan->dja", Q, g0[:, G])
+                FQ = np.einsum("dlnm,dmj->dlnj", F, Q)
+                Wi = np.linalg.pinv(np.einsum("dnj,dlnk->dljk", Q, FQ), hermitian=True)  # (QᵀF_lQ)⁺
+                loss = np.einsum("dja,dljk,dka->dal", z, Wi, z)  # |h_{l−1}|² lost to the taken directions
+                la = np.minimum(loss[..., 0], a2[:, G])
+                rho[..., 1:] = np.clip(1 - loss[..., :-1] / cf[:, G, 1:], 0.0, 1.0)
+                Fp = F - np.einsum("dlnj,dljk,dlmk->dlnm", FQ, Wi, FQ)
+            bp = b[:, G] - np.einsum("dnj,dmj,dam->dan", Q, Q, b[:, G])
+            gp = g[:, G] - np.einsum("dnj,dmj,dam->dan", Q, Q, g[:, G])
+            Uu, S, _ = np.linalg.svd(np.einsum("dai,dbi->dab", bp, gp))
+            m[:, al] = S[:, 0]
+            d = np.einsum("da,dan->dn", Uu[:, :, 0], bp)
+            d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), _TINY)
+            Kg = np.einsum("dal,dal,dlnm->danm", rho, cf[:, G], Fp)
+            # floored at K's smallest eigenvalue before any taking (guards the rate of a nearly emptied mode)
+            kq[:, al] = np.maximum(np.einsum("dn,danm,dm->da", d, Kg, d).mean(axis=1), kap[:, G].min(axis=(1, 2)))
+            c1sq[:, al] = np.maximum((c1sq0[:, G] * (1 - la / a2[:, G])).mean(axis=1), _TINY)
+            Q = np.concatenate([Q, d[..., None]], axis=2)
+    m = np.maximum(m, _TINY)
     c1 = np.sqrt(c1sq)
     if depth == 2:
         return np.stack([c1, m / c1], axis=-1)
     mu = _middle_gain(kq, c1sq, depth)
-    return np.stack([c1] + [mu] * (depth - 2) + [m / (c1 * mu ** (depth - 2))], axis=-1)
+    with np.errstate(divide="ignore", over="ignore"):  # only modes beyond W_tot's rank (dropped by the caller)
+        return np.stack([c1] + [mu] * (depth - 2) + [m / (c1 * mu ** (depth - 2))], axis=-1)
