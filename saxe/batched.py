@@ -26,7 +26,6 @@ NaN records; the others are unchanged (per-run arithmetic does not depend on the
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .reduced import reduced_basis, reduced_loop
+from .models import init_sigma
+from .reduced import reduced_basis, reduced_loop, reduced_targets
 
 __all__ = ["BatchData", "SeedBases", "BatchTraining", "init_weights", "layer_sigmas", "reducible", "train_batch",
            "train_reduced", "train_autograd", "exact_layers"]
@@ -59,16 +59,21 @@ class BatchData:
         return [self.X.shape[1], *run.hidden_sizes, self.Y.shape[1]]
 
 
+def _saves_work(data: BatchData, run: Any) -> bool:
+    """N_out > N_in + N_{L−1}: the reduced space is smaller than the output space (a property of the shapes)."""
+    n_last = run.hidden if run.depth > 1 else data.X.shape[1]
+    return data.Y.shape[1] > data.X.shape[1] + n_last
+
+
 def reducible(data: BatchData, run: Any) -> bool:
     """The reduced engine applies: N_out > N_in + N_{L−1} (it saves work and its basis exists) and γ > 0."""
-    n_last = run.hidden if run.depth > 1 else data.X.shape[1]
-    return run.gamma > 0 and data.Y.shape[1] > data.X.shape[1] + n_last
+    return run.gamma > 0 and _saves_work(data, run)
 
 
 # ------------------------------------------------------------------------------------------------ init
 def layer_sigmas(sizes: list[int], gamma: float) -> list[float]:
-    """σ_l = γ/√(n_in + n_out) of :func:`saxe.initializer_`, for layer sizes [N_in, N_h…, N_out]."""
-    return [gamma / math.sqrt(a + b) for a, b in zip(sizes[:-1], sizes[1:])]
+    """σ_l of :func:`saxe.initializer_` (:func:`saxe.models.init_sigma`), for layer sizes [N_in, N_h…, N_out]."""
+    return [init_sigma(gamma, a, b) for a, b in zip(sizes[:-1], sizes[1:])]
 
 
 def _draw(sizes: list[int], seed: int, dtype: torch.dtype, sigmas: list[float]) -> list[torch.Tensor]:
@@ -131,11 +136,9 @@ class SeedBases:
         zs = _draw(sizes, run.seed, self.dtype, unit)
         zl = zs[-1].double()
         train_part = None
-        n_last = run.hidden if run.depth > 1 else self.data.X.shape[1]
-        if self.data.Y.shape[1] > self.data.X.shape[1] + n_last:  # the shapes allow it (γ is a factor, not cached)
+        if _saves_work(self.data, run):  # the shapes decide (γ is a factor of the unit draw, not part of the key)
             Q = reduced_basis(self.sigma_yx, zl[None])[0]
-            yq = self.y64 @ Q
-            train_part = (Q.mT @ zl, yq, ((self.y64 - yq @ Q.mT) ** 2).sum())
+            train_part = (Q.mT @ zl, *reduced_targets(self.y64, Q))
         zs64 = [z.double() for z in zs[:-1]] + [zl]
         exact_part = [b.numpy() for b in reduced_weights(self.U_t, self.V_t, zs64)[0]]
         hit = self._cache[key] = _Seed(lower=zs[:-1], train=train_part, exact=exact_part)

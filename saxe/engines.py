@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .reduced import LOSS_DIVERGENCE_FACTOR, EngineResult, reduced_basis, reduced_loop
+from .reduced import LOSS_DIVERGENCE_FACTOR, EngineResult, reduced_basis, reduced_loop, reduced_targets
 
 __all__ = ["EngineResult", "LOSS_DIVERGENCE_FACTOR", "reduced_sgd", "autograd_sgd", "loss_coefficient"]
 
@@ -49,8 +49,7 @@ def reduced_sgd(x: torch.Tensor, y: torch.Tensor, weights0: list[torch.Tensor], 
     """
     P, n_out = y.shape
     Q = reduced_basis(y.mT @ x, weights0[-1])
-    yq = y @ Q  # (R, P, d)
-    const = ((y - yq @ Q.mT) ** 2).sum(dim=(-2, -1))  # the part of Y outside span Q (0 for one-hot X)
+    yq, const = reduced_targets(y, Q)  # (R, P, d), (R,)
     res = reduced_loop(x, yq, const, list(weights0[:-1]), Q.mT @ weights0[-1], lr, n_epochs,
                        norm=loss_coefficient(P, n_out, reduction), n_modes=min(x.shape[1], n_out),
                        q_track=Q[:, track[1], :] if track is not None else None, items=_track_items(track),

@@ -14,8 +14,8 @@ from torch import nn
 
 from .errors import check_nonnegative, check_positive_int
 
-__all__ = ["LNNet", "DeepLNNet", "LRNet", "initializer_", "decoupled_init_", "balanced_init_", "weights", "w_tot",
-           "make_net"]
+__all__ = ["LNNet", "DeepLNNet", "LRNet", "init_sigma", "initializer_", "decoupled_init_", "balanced_init_", "weights",
+           "w_tot", "make_net"]
 
 
 class LNNet(nn.Module):
@@ -119,6 +119,11 @@ def as_torch_generator(generator: torch.Generator | None) -> torch.Generator:
     return generator
 
 
+def init_sigma(gamma: float, n_in: int, n_out: int) -> float:
+    """The tutorial's init rule: the standard deviation ``γ/√(n_in + n_out)`` of an (n_out, n_in) weight."""
+    return gamma / math.sqrt(n_in + n_out)
+
+
 def initializer_(model: nn.Module, gamma=1e-12, generator: torch.Generator | None = None) -> nn.Module:
     """Re-initialise every weight in place: ``W ~ N(0, (γ / √(n_in + n_out))²)`` (the tutorial's rule).
 
@@ -131,7 +136,7 @@ def initializer_(model: nn.Module, gamma=1e-12, generator: torch.Generator | Non
     with torch.no_grad():
         for weight in params:
             n_out, n_in = weight.shape
-            sigma = gamma / math.sqrt(n_in + n_out)
+            sigma = init_sigma(gamma, n_in, n_out)
             if sigma == 0:
                 weight.zero_()
             else:
@@ -210,7 +215,7 @@ def balanced_init_(model: nn.Module, lam: float, gamma: float = 1e-12,
         side = "N_in" if flip else "N_out"
         raise ValueError(f"lam={lam!r} needs {side} >= N_h for an exactly λ-balanced init (W2ᵀW2 − W1W1ᵀ = λI has "
                          f"rank N_h), got N_in={n_in}, N_h={n_h}, N_out={n_out}")
-    sigma = gamma / math.sqrt(n_near + n_h)
+    sigma = init_sigma(gamma, n_near, n_h)
     drawn = torch.randn(n_h, n_near, generator=generator, dtype=torch.float64) * sigma  # (N_h, outer) layout
     O, sv, _ = torch.linalg.svd(drawn, full_matrices=True)
     rows = torch.zeros(n_h, dtype=torch.float64)

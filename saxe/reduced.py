@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["EngineResult", "LOSS_DIVERGENCE_FACTOR", "RECORD_BUFFER_BYTES", "reduced_basis", "reduced_loop"]
+__all__ = ["EngineResult", "LOSS_DIVERGENCE_FACTOR", "RECORD_BUFFER_BYTES", "reduced_basis", "reduced_targets",
+           "reduced_loop"]
 
 #: A run counts as diverged when its loss is not finite or exceeds this many times the larger of its initial
 #: loss and the loss of the zero network (mean Y²): gradient descent below the stable learning rate never
@@ -64,6 +65,13 @@ def reduced_basis(sigma_yx: torch.Tensor, w_last: torch.Tensor) -> torch.Tensor:
     """
     stacked = torch.cat([sigma_yx.expand(w_last.shape[0], -1, -1), w_last], dim=-1)
     return torch.linalg.qr(stacked)[0]
+
+
+def reduced_targets(y: torch.Tensor, Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The targets in the basis Q, ``Y Q`` (…, P, d), and the part of Y outside span Q, ``‖Y − Y Q Qᵀ‖²`` (…,)
+    (0 for one-hot X, whose Y lies in span Σʸˣ)."""
+    yq = y @ Q
+    return yq, ((y - yq @ Q.mT) ** 2).sum(dim=(-2, -1))
 
 
 def _nan0(t: torch.Tensor) -> torch.Tensor:
@@ -154,12 +162,8 @@ def reduced_loop(x: torch.Tensor, yq: torch.Tensor, const: torch.Tensor, lower0:
 
     def step(ws: list[torch.Tensor], B: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """One SGD update of every run (weights → new tensors; the old ones stay pending for the records)."""
-        if identity and len(ws) == 1:  # one hidden layer, X = I (the tutorial): X W_1ᵀ = W_1ᵀ, δᵀX = δᵀ
-            w1t = ws[0].mT
-            g = lr_coef * torch.baddbmm(yq, w1t, B.mT, beta=-1.0)  # lr · ∂loss/∂out_r = lr·c·(out_r − Y Q)
-            return [ws[0] - (g @ B).mT], torch.baddbmm(B, g.mT, w1t, alpha=-1.0)
         hs = _chain(x_b, ws, identity)
-        g = lr_coef * torch.baddbmm(yq, hs[-1], B.mT, beta=-1.0)
+        g = lr_coef * torch.baddbmm(yq, hs[-1], B.mT, beta=-1.0)  # lr · ∂loss/∂out_r = lr·c·(out_r − Y Q)
         delta = g @ B  # backpropagated before any weight changes
         new_b = torch.baddbmm(B, g.mT, hs[-1], alpha=-1.0)
         new_ws: list[torch.Tensor] = []

@@ -152,7 +152,7 @@ def train(model: nn.Module, inputs, targets, n_epochs, lr, illusory_i=0, *, illu
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction=!r}")
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise ValueError(f"threads must be a positive int or None, got {threads=!r}")
-    with torch_threads(threads):  # one limit for the whole call (the nested ones are then free)
+    with torch_threads(threads):  # one thread limit for the whole call: data checks, bounds and engine
         return _train(model, params, inputs, targets, n_epochs, lr, illusory_i, illusory_j, engine, reduction, threads,
                       record_rsm, progress)
 
@@ -162,9 +162,8 @@ def _train(model, params, inputs, targets, n_epochs, lr, illusory_i, illusory_j,
     dt, dev = params[0].dtype, params[0].device
     if dt not in (torch.float32, torch.float64):
         raise ValueError(f"model parameters must be float32 or float64, got {dt}")
-    with torch_threads(threads):
-        x = _tensor("inputs", inputs, dt, dev)
-        y = _tensor("targets", targets, dt, dev)
+    x = _tensor("inputs", inputs, dt, dev)
+    y = _tensor("targets", targets, dt, dev)
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"inputs and targets must have the same number of rows (samples), got "
                          f"inputs {tuple(x.shape)} and targets {tuple(y.shape)}")
@@ -188,8 +187,7 @@ def _train(model, params, inputs, targets, n_epochs, lr, illusory_i, illusory_j,
     track = (items, int(illusory_j) % n_out)
     initial = [p.detach().clone() for p in params]  # training writes into params; numpy copies only if needed
     widths = [int(p.shape[0]) for p in params[:-1]]
-    with torch_threads(threads):
-        bounds = stable_bounds(x, y, widths, reduction)
+    bounds = stable_bounds(x, y, widths, reduction)
     if engine == "auto":
         settles = bounds is None or lr <= bounds.learned
         engine = "reduced" if n_out > params[0].shape[1] + params[-1].shape[1] and settles else "autograd"
@@ -206,15 +204,13 @@ def _train(model, params, inputs, targets, n_epochs, lr, illusory_i, illusory_j,
         raise ValueError(f"progress must be True, False, None or a callable(epoch), got {progress!r}")
     t0 = time.perf_counter()
     try:
-        res = _run_engine(engine, model, params, x, y, n_epochs, lr, reduction, track, record_rsm, progress, threads)
+        res = _run_engine(engine, model, params, x, y, n_epochs, lr, reduction, track, record_rsm, progress)
     finally:
         if bar is not None:
             bar.close()
     seconds = time.perf_counter() - t0
-    if int(res.diverged_at[0]) >= 0:
-        with torch_threads(threads):
-            weights0 = [w.double().cpu().numpy() for w in initial]  # the initial curvature, for the message
-            bounds = stable_bounds(x, y, widths, reduction, weights0) or bounds
+    if int(res.diverged_at[0]) >= 0:  # the initial weights' curvature, for the message
+        bounds = stable_bounds(x, y, widths, reduction, [w.double().cpu().numpy() for w in initial]) or bounds
     _raise_if_diverged(res, lr, bounds)
     rec = TrainRecord(
         losses=res.losses[0].double().cpu().numpy(),
@@ -228,18 +224,16 @@ def _train(model, params, inputs, targets, n_epochs, lr, illusory_i, illusory_j,
     return rec
 
 
-def _run_engine(engine, model, params, x, y, n_epochs, lr, reduction, track, record_rsm, progress, threads):
-    with torch_threads(threads):
-        if engine == "reduced":
-            with torch.no_grad():
-                res = reduced_sgd(x, y, [p.detach().unsqueeze(0) for p in params],
-                                  torch.tensor([lr], dtype=torch.float64), n_epochs, reduction=reduction,
-                                  track=track, record_rsm=record_rsm, on_epoch=progress)
-                for p, w in zip(params, res.weights):
-                    p.copy_(w[0])
-            return res
-        return autograd_sgd(model, params, x, y, lr, n_epochs, reduction=reduction, track=track,
-                            record_rsm=record_rsm, on_epoch=progress)
+def _run_engine(engine, model, params, x, y, n_epochs, lr, reduction, track, record_rsm, progress):
+    if engine == "reduced":
+        with torch.no_grad():
+            res = reduced_sgd(x, y, [p.detach().unsqueeze(0) for p in params], torch.tensor([lr], dtype=torch.float64),
+                              n_epochs, reduction=reduction, track=track, record_rsm=record_rsm, on_epoch=progress)
+            for p, w in zip(params, res.weights):
+                p.copy_(w[0])
+        return res
+    return autograd_sgd(model, params, x, y, lr, n_epochs, reduction=reduction, track=track, record_rsm=record_rsm,
+                        on_epoch=progress)
 
 
 def _raise_if_diverged(res: EngineResult, lr: float, bounds) -> None:

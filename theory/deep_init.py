@@ -95,7 +95,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._validate import as_float_array, integer, positive
-from .init import _layer_sizes, expected_initial_mode_strength
+from .init import _layer_sizes, expected_initial_mode_strength, layer_sigmas
 from .stability import DISCRETE_STEP_CAP
 
 __all__ = ["DeepInitPrediction", "half_learning_distribution", "chain_map_steps", "SWITCH_RATIO",
@@ -208,7 +208,7 @@ def _statistics(rng: np.random.Generator, sizes: list[int], gamma: float, r: int
     all modes), b and g in that basis (r, n), |a|² (r,), K's terms F_l = W_{>l}W_{>l}ᵀ (L−1, n, n) in the common
     basis and their coefficients c_l = |W_{<l}v|² (r, L−1): K = Σ_l c_l F_l."""
     pairs = list(zip(sizes[:-1], sizes[1:]))
-    sig = [gamma / np.sqrt(n_in + n_out) for n_in, n_out in pairs]
+    sig = layer_sigmas(gamma, sizes)
     n = sizes[-2]
     b = rng.standard_normal((r, n)) * sig[-1]  # isotropic: i.i.d. in any basis, e.g. K's eigenbasis
     if len(pairs) == 2:

@@ -50,6 +50,11 @@ def _layer_sizes(layer_sizes) -> list[int]:
     return [integer(f"layer_sizes[{i}]", n, minimum=1) for i, n in enumerate(layer_sizes)]
 
 
+def layer_sigmas(gamma: float, sizes: Sequence[int]) -> list[float]:
+    """σ_l = γ/√(n_in_l + n_out_l) of the tutorial's init rule, for layer sizes [N_in, N_h…, N_out]."""
+    return [gamma / float(np.sqrt(n_in + n_out)) for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+
+
 def expected_initial_mode_strength(gamma: float, layer_sizes: Sequence[int]) -> float:
     r"""A priori a₀ for the tutorial init W_l ~ N(0, σ_l²), σ_l = γ/√(n_in_l + n_out_l).
 
@@ -68,7 +73,7 @@ def expected_initial_mode_strength(gamma: float, layer_sizes: Sequence[int]) -> 
     gamma = positive("gamma", gamma)
     sizes = _layer_sizes(layer_sizes)
     pairs = list(zip(sizes[:-1], sizes[1:]))  # (n_in_l, n_out_l)
-    var = [gamma**2 / (n_in + n_out) for n_in, n_out in pairs]
+    var = [sig**2 for sig in layer_sigmas(gamma, sizes)]
     if len(pairs) == 1:
         return float(np.sqrt(var[0]))
     if len(pairs) == 2:
