@@ -167,12 +167,10 @@ class ExactState:
         return tuple(B.shape[0] for B in self.layers[:-1])
 
 
-def _linalg(a):
-    """The ``linalg`` namespace of an array: numpy's, or its own library's for a tensor (torch: ``torch.linalg``),
-    so that :func:`complement` runs on both without :mod:`theory` importing torch."""
-    if isinstance(a, np.ndarray):
-        return np.linalg
-    return _torch(a).linalg
+def _xp(a):
+    """The array library of ``a``: numpy, or a tensor's own library (torch), so that :func:`complement` and
+    :func:`reduced_weights` run on both without :mod:`theory` importing torch."""
+    return np if isinstance(a, np.ndarray) else sys.modules[type(a).__module__.split(".")[0]]
 
 
 def complement(B, basis, *, coordinates: bool = False):
@@ -185,7 +183,8 @@ def complement(B, basis, *, coordinates: bool = False):
     ``RANK_EPS_FACTOR · ε · max(B.shape) · ‖B‖₂``, with ``‖B‖₂ = ‖[basisᵀB; R]‖₂`` (orthogonal split of B's columns).
     numpy arrays or torch tensors (float64), 2-D.
     """
-    la = _linalg(B)
+    xp = _xp(B)
+    la = xp.linalg
     head = _mT(basis) @ B
     rest = B - basis @ head
     if rest.shape[0] > rest.shape[1]:
@@ -193,17 +192,13 @@ def complement(B, basis, *, coordinates: bool = False):
     else:
         q_r, R = None, rest
     A, sv, Wt = la.svd(R, full_matrices=False)
-    stacked = la.svd(_cat0(head, R), full_matrices=False)[1] if B.shape[0] * B.shape[1] else None
+    stacked = la.svd(xp.concatenate([head, R], axis=0), full_matrices=False)[1] if B.shape[0] * B.shape[1] else None
     scale = max(float(stacked[0]) if stacked is not None and stacked.shape[0] else 0.0, np.finfo(float).tiny)
     keep = sv > RANK_EPS_FACTOR * np.finfo(float).eps * max(B.shape) * scale
     Q = (A if q_r is None else q_r @ A)[:, keep]
     if not coordinates:
         return Q
     return Q, sv[keep][:, None] * Wt[keep]
-
-
-def _cat0(a, b):
-    return np.vstack([a, b]) if isinstance(a, np.ndarray) else _torch(a).cat([a, b])
 
 
 def reduced_weights(U, V, weights):
@@ -216,20 +211,15 @@ def reduced_weights(U, V, weights):
     draws serves every init scale.
     """
     ws = list(weights)
-    cat1 = np.hstack if isinstance(U, np.ndarray) else (lambda a: _torch(U).cat(a, dim=1))
-    cat0 = np.vstack if isinstance(U, np.ndarray) else (lambda a: _torch(U).cat(a, dim=0))
+    xp = _xp(U)
     q_out, c_out = complement(ws[-1], U, coordinates=True)
     q_in, c_in = complement(_mT(ws[0]), V, coordinates=True)
-    Ubar, Vbar = cat1([U, q_out]), cat1([V, q_in])
-    last = cat0([_mT(U) @ ws[-1], c_out])  # Ūᵀ W_L without the tall product
+    Ubar, Vbar = xp.concatenate([U, q_out], axis=1), xp.concatenate([V, q_in], axis=1)
+    last = xp.concatenate([_mT(U) @ ws[-1], c_out], axis=0)  # Ūᵀ W_L without the tall product
     if len(ws) == 1:
         return [last @ Vbar], Ubar, Vbar
-    first = cat1([ws[0] @ V, _mT(c_in)])  # W_1 V̄ = [W_1 V, (Q_inᵀ W_1ᵀ)ᵀ]
+    first = xp.concatenate([ws[0] @ V, _mT(c_in)], axis=1)  # W_1 V̄ = [W_1 V, (Q_inᵀ W_1ᵀ)ᵀ]
     return [first, *ws[1:-1], last], Ubar, Vbar
-
-
-def _torch(a):
-    return sys.modules[type(a).__module__.split(".")[0]]
 
 
 def is_whitened(X: np.ndarray) -> bool:
