@@ -207,6 +207,11 @@ def write_rows(path: Path, header: list[str], rows: list[dict[str, str]]) -> Non
             w.writerow([row.get(c, "") for c in header])
 
 
+def sweep_identity(row: dict[str, str]) -> tuple[str, str, str]:
+    """What makes rows parts of one sweep: the data, the number of epochs and the dtype (as CSV strings)."""
+    return row["data"], row["n_epochs"], row["dtype"]
+
+
 def existing_rows(path: Path, header: list[str], resume: bool, problem: Problem, epochs: int, dtype: str):
     """Rows already in ``path`` (only with --resume; refuse a foreign or clobbered file)."""
     if not path.exists():
@@ -221,7 +226,7 @@ def existing_rows(path: Path, header: list[str], resume: bool, problem: Problem,
         raise UsageError(f"{path}: its columns differ from this sweep's (other data, or a CSV from an older "
                          "version without the status columns); choose another --out")
     for row in rows:
-        if (row["data"], row["n_epochs"], row["dtype"]) != (problem.name, str(epochs), dtype):
+        if sweep_identity(row) != (problem.name, str(epochs), dtype):
             raise UsageError(f"{path} holds runs of another sweep (data={row['data']}, epochs={row['n_epochs']}, "
                              f"dtype={row['dtype']}; this one: data={problem.name}, epochs={epochs}, dtype={dtype}); "
                              "choose another --out")

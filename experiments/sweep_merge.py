@@ -21,9 +21,9 @@ from pathlib import Path
 
 from .cli import UsageError
 from .report import package_versions, write_json
-from .sweep_grid import output_names, read_rows, write_rows
+from .sweep_grid import output_names, read_rows, sweep_identity, write_rows
 
-_SHARD_FILE = re.compile(r"sweep\.shard-(\d+)-of-(\d+)\.csv")
+_SHARD_FILE = re.compile(r"sweep\.shard-(\d+)-of-(\d+)\.(csv|json)")  # a shard's rows or its completion marker
 EXIT_INCOMPLETE = 1
 
 
@@ -56,10 +56,7 @@ def shard_state(csv_path: Path, json_path: Path) -> tuple[str | None, list[dict[
 def merge(args) -> int:
     """Merge the shards in --out into ``sweep.csv`` (exit 1 if one is missing or incomplete, unless --partial)."""
     out = Path(args.out)
-    files = sorted(p for p in out.glob("sweep.shard-*-of-*.csv") if _SHARD_FILE.fullmatch(p.name))
-    markers = sorted(p for p in out.glob("sweep.shard-*-of-*.json"))
-    counts = {int(m.group(2)) for p in files + markers
-              if (m := re.fullmatch(r"sweep\.shard-(\d+)-of-(\d+)\.(csv|json)", p.name))}
+    counts = {int(m.group(2)) for p in out.glob("sweep.shard-*-of-*") if (m := _SHARD_FILE.fullmatch(p.name))}
     if not counts:
         raise UsageError(f"--merge: no shard files (sweep.shard-i-of-n.csv) in {out}")
     if len(counts) != 1:
@@ -88,8 +85,7 @@ def merge(args) -> int:
         elif h != header:
             raise UsageError(f"--merge: {names['csv']} has other columns than the other shards")
         for row in shard_rows:
-            if rows and (row["data"], row["n_epochs"], row["dtype"]) != (rows[0]["data"], rows[0]["n_epochs"],
-                                                                          rows[0]["dtype"]):
+            if rows and sweep_identity(row) != sweep_identity(rows[0]):
                 raise UsageError(f"--merge: {names['csv']} holds runs of another sweep (data, epochs or dtype "
                                  "differ)")
             if row["run_id"] in seen:
