@@ -18,6 +18,12 @@ import numpy as np
 __all__ = ["modes_error", "loss_error", "rsm_error", "illusion_error", "half_learning_epochs"]
 
 
+def as_singular_values(strengths) -> np.ndarray:
+    """Decoupled mode strengths (…, r) as W_tot's singular values, the layout of every record: magnitudes in
+    descending order along the last axis."""
+    return -np.sort(-np.abs(np.asarray(strengths, dtype=np.float64)), axis=-1)
+
+
 def _pair(name: str, pred, meas) -> tuple[np.ndarray, np.ndarray]:
     pred = np.asarray(pred, dtype=np.float64)
     meas = np.asarray(meas, dtype=np.float64)

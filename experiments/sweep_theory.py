@@ -21,6 +21,7 @@ from theory.errors import OrbitDivergenceError
 from theory.state import product, sgd_step
 from theory.trajectories import Scalar
 
+from .metrics import as_singular_values
 from .sweep_engine import Problem
 from .sweep_grid import Run
 
@@ -67,7 +68,7 @@ def decoupled_predictions(problem: Problem, run: Run, n_epochs: int) -> dict[str
     for name in ("continuous", "discrete"):
         traj = Scalar(problem.U, problem.s, problem.V, a0, eta, run.depth, name)
         try:
-            out[name] = -np.sort(-np.abs(traj.strengths(t)), axis=-1)
+            out[name] = as_singular_values(traj.strengths(t))
         except OrbitDivergenceError:  # the discrete map diverges beyond its stable lr
             out[name] = np.full((t.size, problem.n_modes), np.nan)
     return out

@@ -273,8 +273,7 @@ def _run(args, specs: list[RunSpec], out: Path) -> int:
         twin, _ = train_run(spec, dtype, twin_engine, args.quiet, label="twin")
         t0 = time.perf_counter()
         preds = C.predict(spec, w0, _a_priori_a0(spec))
-        eta = theory.learning_rate_to_eta(spec.lr, *spec.Y.shape)
-        extra, absent = VC.finite_lr_predictions(spec, w0, _a_priori_a0(spec), eta)
+        extra, absent = VC.finite_lr_predictions(spec, w0, _a_priori_a0(spec), preds["exact"]["predictor"])
         if spec.init == "balanced":
             more, why = VC.balanced_predictions(spec, w0)
             extra.update(more)

@@ -20,30 +20,29 @@ import numpy as np
 import theory
 from theory.state import is_whitened
 
-
-def _sorted(values: np.ndarray) -> np.ndarray:
-    return -np.sort(-np.abs(values), axis=-1)
+from .metrics import as_singular_values
 
 
-def finite_lr_predictions(spec, w0: list[np.ndarray], a0: float, eta: float) -> tuple[dict, dict]:
+def finite_lr_predictions(spec, w0: list[np.ndarray], a0: float, p) -> tuple[dict, dict]:
     """(predictions, reasons): ``closed_finite_lr`` and, at depth 2, ``coupled_finite_lr``; a theory outside its
-    domain is left out and its reason (the ValueError's message) returned instead."""
+    domain is left out and its reason (the ValueError's message) returned instead. ``p``: the run's exact
+    :class:`theory.Prediction` (its U, s, V and η)."""
     depth = len(spec.hidden) + 1
-    U, s, V = theory.io_svd(spec.X, spec.Y)
+    U, s, V, eta = p.U, p.s, p.V, p.eta
     t = np.arange(spec.n_epochs + 1, dtype=np.float64)
     preds, reasons = {}, {}
     if not is_whitened(spec.X):
         return preds, {"closed_finite_lr": "the closed forms assume whitened inputs (Σˣˣ = I)"}
     try:
         a = theory.mode_strength_finite_lr(t[:, None], s, a0, eta, depth=depth)
-        preds["closed_finite_lr"] = {"modes": _sorted(a)}
+        preds["closed_finite_lr"] = {"modes": as_singular_values(a)}
     except ValueError as exc:
         reasons["closed_finite_lr"] = str(exc)
     if depth == 2 and spec.init == "random":
         try:
             M0 = theory.initial_mode_matrix(w0, U, V)
             M = theory.coupled_modes_finite_lr(t, s, M0, eta)
-            preds["coupled_finite_lr"] = {"modes": _sorted(np.linalg.svd(M, compute_uv=False))}
+            preds["coupled_finite_lr"] = {"modes": np.linalg.svd(M, compute_uv=False)}
         except ValueError as exc:
             reasons["coupled_finite_lr"] = str(exc)
     return preds, reasons
