@@ -38,9 +38,10 @@ from .verify_report import render_report, save_run_figures
 
 THEORIES = ("exact", "coupled", "discrete", "continuous")
 
-# deep3: lr as a fraction of the depth-3 stable bound, and the decoupled initial strength of every mode.
-DEEP3_LR_FRACTION = 0.6
-DEEP3_A0 = 1e-4
+# deep3: lr as a fraction of the depth-3 stable bound, and the decoupled initial strength of every mode (the
+# setting of the seed ensembles too, experiments.verify_ensemble).
+DEEP3_LR_FRACTION = VE.DEEP_LR_FRACTION
+DEEP3_A0 = VE.DEEP_A0
 # balanced: a λ-balanced init at a large scale (λ that of the tutorial's rule at this γ), where the small-init
 # theories are far off (the init is not small) and the λ-balanced solution is exact in continuous time.
 BALANCED_GAMMA = 3.0
@@ -137,13 +138,12 @@ def default_specs(args) -> list[RunSpec]:
     ]
     s = theory.io_svd(labels, features)[1]
     P, n_out = features.shape
-    lr3 = DEEP3_LR_FRACTION * float(theory.max_stable_lr(s[0], P, n_out, depth=3)) if args.lr is None else lr
+    # the deep runs' setting, shared with the seed ensembles; the random init has the same a priori strength
+    lr3, gamma3, _ = VE.deep_setting(s, P, n_out, labels.shape[1], hidden, 3)
+    lr3 = lr3 if args.lr is None else lr
     eta3 = theory.learning_rate_to_eta(lr3, P, n_out)
     t_learn = theory.time_to_learn(LEARNED_FRACTION, s.min(), DEEP3_A0, eta=eta3, depth=3, method="discrete")
     epochs3 = int(np.ceil(float(np.max(t_learn)) * 1.1)) if args.epochs is None else epochs
-    # random init of the same a priori strength: a0 scales as γ^L, so invert with one evaluation
-    sizes3 = [labels.shape[1], hidden, hidden, n_out]
-    gamma3 = (DEEP3_A0 / float(theory.expected_initial_mode_strength(1.0, sizes3))) ** (1 / 3)
     specs += [
         RunSpec("deep3", labels, features, items, [hidden, hidden], lr3, 0.0, epochs3, args.seed, init="decoupled",
                 a0=DEEP3_A0, checked=("exact", "discrete"),
