@@ -13,7 +13,8 @@ decrease it achieved, and an error is read as *agreement* only for runs that lea
 L_best is the least loss a network whose narrowest layer has w units can reach (Eckart–Young: a rank-w network
 keeps the w strongest modes of the least-squares outputs Ŷ and loses the rest; for one-hot or whitened X the
 σ_i(Ŷ) are the singular values s_i of Σʸˣ). w ≥ rank (or depth 1): the loss of the best linear fit. Equal to
-:meth:`theory.Prediction.best_loss` (tested).
+:meth:`theory.Prediction.best_loss` (tested); computed from the data alone by
+:func:`theory.curvature.reachable_losses`, beside the balanced best fit those widths reach.
 
 **Rules** (in this order; thresholds below with their reasons):
 
@@ -39,13 +40,14 @@ Psychometrika 1:211 (1936) (best rank-w fit).
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 import theory
+from theory.curvature import fit_spectrum, reachable_losses  # the least loss the widths allow
 
 __all__ = ["STATUSES", "LEARNED", "Classification", "classify", "fit_spectrum", "reachable_losses", "agreement",
            "stability_warnings", "NOT_LEARNED_FRACTION", "CONVERGED_TOL", "STALL_TOL", "STALL_WINDOW",
@@ -82,42 +84,6 @@ class Classification:
     status: str
     learned_fraction: float
     drift: float
-
-
-def fit_spectrum(X: ArrayLike, Y: ArrayLike) -> tuple[float, np.ndarray]:
-    r"""(‖Y − Ŷ‖_F², σ(Ŷ) descending) for the least-squares outputs Ŷ = X W*ᵀ (sums, not means).
-
-    Computed without Ŷ: with Q an orthonormal basis of X's column space (thin SVD of X, rank cut at
-    ε·max(P, N_in)·σ_max(X) like ``np.linalg.lstsq``), Ŷ = Q QᵀY, so σ(Ŷ) = σ(B) with B = QᵀY (rank(X) × N_out)
-    from the eigenvalues of the smaller Gram matrix of B, and ‖Y − Ŷ‖² = ‖Y‖² − ‖B‖² (orthogonal projection).
-    30× faster than an SVD of Ŷ on the tutorial's 8 × 10000 data (0.8 ms vs 23 ms); absolute rounding
-    ~ε·‖Y‖_F², far below the thresholds it feeds.
-    """
-    X = np.asarray(X, dtype=np.float64)
-    Y = np.asarray(Y, dtype=np.float64)
-    if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != Y.shape[0]:
-        raise ValueError(f"X and Y must be 2-d with the same number of rows (samples), got X.shape={X.shape}, "
-                         f"Y.shape={Y.shape}")
-    U, sx, _ = np.linalg.svd(X, full_matrices=False)
-    Q = U[:, sx > np.finfo(float).eps * max(X.shape) * sx.max(initial=0.0)]
-    B = Q.T @ Y
-    gram = B @ B.T if B.shape[0] <= B.shape[1] else B.T @ B
-    sig2 = np.maximum(np.linalg.eigvalsh(gram)[::-1], 0.0)
-    return max(float(np.sum(Y * Y)) - float(np.sum(B * B)), 0.0), np.sqrt(sig2)
-
-
-def reachable_losses(X: ArrayLike, Y: ArrayLike, widths: Sequence[int | None]) -> np.ndarray:
-    r"""L_best(w) per narrowest width w (``None``: no hidden layer, depth 1) in nn.MSELoss's mean units:
-    (‖Y − Ŷ‖² + Σ_{i > w} σ_i(Ŷ)²)/(P·N_out) (module docstring)."""
-    unfittable, sig = fit_spectrum(X, Y)
-    P, n_out = np.shape(Y)
-    out = np.empty(len(widths))
-    for i, w in enumerate(widths):
-        if w is not None and (not isinstance(w, (int, np.integer)) or w < 1):
-            raise ValueError(f"widths[{i}] must be a positive int or None (depth 1), got {w!r}")
-        lost = 0.0 if w is None else float(np.sum(sig[int(w):] ** 2))
-        out[i] = (unfittable + lost) / (P * n_out)
-    return out
 
 
 def classify(losses: ArrayLike, best_loss: float, diverged: bool = False) -> Classification:
