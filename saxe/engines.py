@@ -48,9 +48,9 @@ def reduced_sgd(x: torch.Tensor, y: torch.Tensor, weights0: list[torch.Tensor], 
     with ``stop_on_divergence`` the loop ends once every run has diverged or one has (R = 1).
     """
     P, n_out = y.shape
-    Q = reduced_basis(y.mT @ x, weights0[-1])
+    Q, b0 = reduced_basis(y.mT @ x, weights0[-1])
     yq, const = reduced_targets(y, Q)  # (R, P, d), (R,)
-    res = reduced_loop(x, yq, const, list(weights0[:-1]), Q.mT @ weights0[-1], lr, n_epochs,
+    res = reduced_loop(x, yq, const, list(weights0[:-1]), b0, lr, n_epochs,
                        norm=loss_coefficient(P, n_out, reduction), n_modes=min(x.shape[1], n_out),
                        q_track=Q[:, track[1], :] if track is not None else None, items=_track_items(track),
                        record_modes=record_modes, record_rsm=record_rsm, stop_on_divergence=stop_on_divergence,

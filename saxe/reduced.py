@@ -54,17 +54,20 @@ class EngineResult:
     reason: list[str]  # per run: why it diverged ('' if it did not)
 
 
-def reduced_basis(sigma_yx: torch.Tensor, w_last: torch.Tensor) -> torch.Tensor:
+def reduced_basis(sigma_yx: torch.Tensor, w_last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Q (R, N_out, d): orthonormal columns spanning span(Σʸˣ) + span(W_L) for each run (``w_last`` (R, N_out,
-    N_{L−1}), ``sigma_yx`` (N_out, N_in) shared).
+    N_{L−1}), ``sigma_yx`` (N_out, N_in) shared), and W_L in that basis, ``B = QᵀW_L`` (R, d, N_{L−1}).
 
     Householder QR of the stacked columns ``[Σʸˣ, W_L]`` always returns orthonormal columns whose span contains
     every column, also when some are zero or dependent (W_L = 0, rank-deficient Σʸˣ) or when d = N_in + N_h
     exceeds N_out (then Q spans everything and d = N_out). The span does not change when W_L is rescaled, so one
-    Q serves every init scale of the same draw (the sweep's per-seed bases).
+    Q serves every init scale of the same draw (the sweep's per-seed bases). B is read off the R factor
+    (``Q R = [Σʸˣ, W_L]``, so ``QᵀW_L`` is R's last N_{L−1} columns): Householder QR is backward stable column by
+    column, so this is as accurate as forming ``QᵀW_L`` and saves an N_out-sized product.
     """
     stacked = torch.cat([sigma_yx.expand(w_last.shape[0], -1, -1), w_last], dim=-1)
-    return torch.linalg.qr(stacked)[0]
+    Q, Rf = torch.linalg.qr(stacked)
+    return Q, Rf[..., sigma_yx.shape[-1]:]
 
 
 def reduced_targets(y: torch.Tensor, Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,9 +106,13 @@ def reduced_loop(x: torch.Tensor, yq: torch.Tensor, const: torch.Tensor, lower0:
     R, P, d = yq.shape
     dt, dev = b0.dtype, x.device
     T = n_epochs + 1
-    ws = [w.clone() for w in lower0]
-    B = b0.clone()
-    per_epoch = sum(w[0].numel() for w in ws + [B]) * R * B.element_size()
+    # One run (saxe.train): the steps work on plain matrices (addmm instead of baddbmm: less dispatch per epoch,
+    # the same arithmetic); records and results keep the run axis.
+    single = R == 1
+    ws = [(w[0] if single else w).clone() for w in lower0]
+    B = (b0[0] if single else b0).clone()
+    mm = torch.addmm if single else torch.baddbmm
+    per_epoch = sum(w.numel() for w in ws + [B]) * B.element_size()
     K = int(max(1, min(MAX_BUFFERED_EPOCHS, RECORD_BUFFER_BYTES // max(per_epoch, 1), T)))
     pending: list[list[torch.Tensor]] = []  # the weights of the epochs not yet recorded (each step makes new tensors)
     identity = x.shape[0] == x.shape[1] and bool(torch.equal(x, torch.eye(x.shape[0], dtype=x.dtype,
@@ -122,12 +129,14 @@ def reduced_loop(x: torch.Tensor, yq: torch.Tensor, const: torch.Tensor, lower0:
     zero_loss = ((yq * yq).sum(dim=(-2, -1)) + const) * norm
     limit: torch.Tensor | None = None
     lr_coef = (2.0 * norm * lr.to(dt)).view(R, 1, 1)  # lr · ∂loss/∂out factor, per run
-    x_b = x.expand(R, -1, -1)
+    x_b, yq_b, coef_b = (x, yq[0], lr_coef[0]) if single else (x.expand(R, -1, -1), yq, lr_coef)
 
     def flush(k0: int, k1: int) -> torch.Tensor:
         """Records of epochs k0 … k1−1 from the buffered weights; returns the runs newly found diverged."""
         nonlocal limit
         stored = [torch.stack(layer) for layer in zip(*pending)]  # each (n, R, out, in)
+        if single:
+            stored = [w.unsqueeze(1) for w in stored]
         pending.clear()
         hs = _chain(x, stored[:-1], identity)  # (n, R, P, ·) (x broadcasts)
         out_r = hs[-1] @ stored[-1].mT  # (n, R, P, d)
@@ -163,14 +172,14 @@ def reduced_loop(x: torch.Tensor, yq: torch.Tensor, const: torch.Tensor, lower0:
     def step(ws: list[torch.Tensor], B: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """One SGD update of every run (weights → new tensors; the old ones stay pending for the records)."""
         hs = _chain(x_b, ws, identity)
-        g = lr_coef * torch.baddbmm(yq, hs[-1], B.mT, beta=-1.0)  # lr · ∂loss/∂out_r = lr·c·(out_r − Y Q)
+        g = coef_b * mm(yq_b, hs[-1], B.mT, beta=-1.0)  # lr · ∂loss/∂out_r = lr·c·(out_r − Y Q)
         delta = g @ B  # backpropagated before any weight changes
-        new_b = torch.baddbmm(B, g.mT, hs[-1], alpha=-1.0)
+        new_b = mm(B, g.mT, hs[-1], alpha=-1.0)
         new_ws: list[torch.Tensor] = []
         for i in range(len(ws) - 1, -1, -1):
             # W_1 − δᵀ X: with X = I that is W_1 − δᵀ exactly
             new_ws.insert(0, ws[i] - delta.mT if i == 0 and identity else
-                          torch.baddbmm(ws[i], delta.mT, hs[i], alpha=-1.0))
+                          mm(ws[i], delta.mT, hs[i], alpha=-1.0))
             if i:
                 delta = delta @ ws[i]
         return new_ws, new_b
@@ -182,7 +191,7 @@ def reduced_loop(x: torch.Tensor, yq: torch.Tensor, const: torch.Tensor, lower0:
             new = flush(k0, k + 1)
             k0 = k + 1
             if bool(new.any()):
-                keep = alive.to(device=dev, dtype=dt).view(R, 1, 1)  # freeze diverged runs at zero weights
+                keep = alive.to(device=dev, dtype=dt).view((R, 1, 1)[single:])  # freeze diverged runs at zero
                 ws = [_nan0(w) * keep for w in ws]
                 B = _nan0(B) * keep
                 if stop_on_divergence and (R == 1 or not bool(alive.any())):
@@ -195,4 +204,5 @@ def reduced_loop(x: torch.Tensor, yq: torch.Tensor, const: torch.Tensor, lower0:
         for rec in (losses, modes, rsms, ills):
             if rec is not None:
                 rec[r, k:] = float("nan")
-    return EngineResult(losses, modes, rsms, ills, ws + [B], diverged_at, reason)
+    final = [w.unsqueeze(0) if single else w for w in ws + [B]]
+    return EngineResult(losses, modes, rsms, ills, final, diverged_at, reason)
