@@ -2,6 +2,8 @@
 statistics, the chain map against the balanced map, a small measured ensemble (exact theory state), bad input."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -9,6 +11,7 @@ from hypothesis import strategies as st
 from strategies import orthogonal
 
 from theory import expected_initial_mode_strength, mode_strength_discrete, time_to_learn
+from theory.chain import FLOW_JUMP_RATE
 from theory.deep_init import _depth3, chain_map_steps, half_learning_distribution
 from theory.state import exact_state, sgd_step
 
@@ -153,3 +156,52 @@ def test_chain_map_refuses_bad_gains():
         chain_map_steps([[0.0, 1.0]], [1.0], 0.1, [[0.5]])
     with pytest.raises(ValueError, match="thresholds"):
         chain_map_steps([[0.1, 0.1]], [1.0], 0.1, [[0.5], [0.5]])
+
+
+def _map_steps(c, s, eta, threshold, cap):
+    """The chain map iterated step by step (no jumps; gains stay > 0 here): the first step with ∏c ≥ threshold."""
+    c = np.array(c, dtype=float)
+    for k in range(cap):
+        prod = np.prod(c)
+        if prod >= threshold:
+            return k
+        c = c + eta * (s - prod) * prod / c
+    raise AssertionError("the reference map did not reach the threshold")
+
+
+@given(depth=st.integers(3, 4), pos=st.floats(0.0, 1.0), spread=st.floats(1.0, 3.0), frac=st.floats(0.1, 0.9))
+def test_chain_plateau_jumps_match_the_step_by_step_map(depth, pos, spread, frac):
+    """A small unbalanced chain's plateau (10³–10⁴·⁵ steps, where the jumps are taken: a gain changes by ≤ 1e-3
+    per step) against the map iterated step by step: the same time to within FLOW_JUMP_RATE (the jumps' bound)."""
+    s, eta = 1.0, 0.2
+    lo, hi = {3: (-3.0, -2.4), 4: (-2.0, -1.5)}[depth]
+    c0 = 10.0 ** (lo + pos * (hi - lo)) * np.geomspace(1.0, spread, depth)
+    want = _map_steps(c0, s, eta, frac * s, 200_000)
+    got = chain_map_steps(c0[None], [s], eta, [[frac * s]])[0, 0]
+    assert abs(got - want) <= FLOW_JUMP_RATE * want + 1.0, (got, want)
+
+
+def test_a_plateau_beyond_a_million_steps_is_crossed_not_capped():
+    """At γ = 1e-3, depth 4, the plateau lasts ~1e8 epochs: before the jumps every mode came out ∞ (the step cap)
+    after ~70 s."""
+    s = np.array([21.3, 17.7, 15.1])
+    pred = half_learning_distribution(s, [8, 30, 30, 30, 200], 1e-3, 0.2 * 2 / (4 * s[0] ** 1.5), n_draws=32)
+    assert np.isfinite(pred.samples).all() and (pred.median > 1e6).all()
+
+
+def test_narrow_widths_give_finite_times_without_overflow():
+    """Before the middle-gain floor a draw whose free directions were nearly used up got μ ≈ 1e-27, a last gain
+    of 4e21 and overflowing chains (counted as learned at the overflow)."""
+    X, Y = _tiny_problem([8, 12, 12, 200], np.linspace(21.0, 9.0, 8))
+    s = np.linalg.svd(Y.T @ X, compute_uv=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pred = half_learning_distribution(s, [8, 12, 12, 200], 0.01, 0.2 * 2 / (3 * s[0] ** (4 / 3)), n_draws=64)
+    assert np.isfinite(pred.samples).all()
+
+
+def test_chain_map_refuses_a_diverging_chain_and_a_capped_one():
+    with pytest.raises(ValueError, match="diverged"):
+        chain_map_steps([[0.5, 0.5, 0.5]], [1.0], 5.0, [[0.99]])
+    with pytest.raises(ValueError, match="max_steps"):
+        chain_map_steps([[0.1, 0.1, 0.1]], [1.0], 1e-3, [[0.9]], max_steps=10)

@@ -37,7 +37,12 @@ solution with unbalanced gains, iterated as the exact discrete SGD map at η (it
 
 matched to the vector state: c_1 = |a(n_s)| = √(|a|² + |b(n_s)|² − |b(0)|²) (|a|² − |b|² is conserved),
 L−2 equal middle gains μ chosen so that the chain's small-c_L growth rate equals the Rayleigh quotient
-κ_eff = bᵀKb/|b|², i.e. μ^{2(L−2)} + (L−2) c_1² μ^{2(L−3)} = κ_eff, and c_L = m(n_s)/(c_1 μ^{L−2}).
+κ_eff = bᵀKb/|b|², i.e. μ^{2(L−2)} + (L−2) c_1² μ^{2(L−3)} = κ_eff, and c_L = m(n_s)/(c_1 μ^{L−2}). Where the
+mode's free directions leave κ_eff below what the chain can represent (at depth 3: κ_eff ≤ c_1², no real μ), μ is
+kept at least at the last gain (c_L ≤ μ): the mode then grows at the chain's slowest rate (a labelled
+approximation; before this floor such draws got μ ≈ 1e-27 and overflowing chains). The chain is iterated by
+:func:`theory.chain.chain_map_steps`, which crosses long plateaus with the chain's solvable flow (≲ 1e-3 of
+the time): a depth-4 plateau of ~1e8 epochs costs a fraction of a second.
 
 **3. Initial statistics (exact joint law).** a ~ N(0, σ_1² I_{n_1}) and b ~ N(0, σ_L² I_{n_{L−1}}), independent of
 each other, of the middle layers and across modes (V, U orthonormal); the middle layers are Ginibre matrices
@@ -76,6 +81,9 @@ during the linear phase (negligible while |b|² ≪ |a|²); (iv) the taking (5) 
 earlier modes were already learned, and the taken directions of the inner layers are W_{>l}ᵀd (first order).
 Measured (bench/deep_random_table.py, tutorial, 32 seeds): medians within +3.7% at depth 3; at depth 4 mode 1 is
 ~9% late (its sharing of the middle layers with the other modes is not modelled) and the last mode ~10% early.
+Narrow hidden layers (a few more directions than modes) are outside what the model captures well: on 200
+features of the tree data, 32 seeds, lr 0.2 × the stable bound, widths [12, 12] (depth 3, γ 0.01) come out
++15% (mode 1) … −16% (mode 7) and widths [8, 8, 8] (depth 4, γ 0.1) +32% … −48%.
 
 Glossary: s (r,) singular values of Σʸˣ (descending); layer_sizes [N_in, n_1, …, n_{L−1}, N_out]; L depth; γ init
 scale; σ_l per-layer std; η per-epoch rate (η = 2·lr/(P·N_out)), τ = 1/η epochs; κ eigenvalues of K (strength²
@@ -95,8 +103,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._validate import as_float_array, integer, positive
+from .chain import chain_map_steps
 from .init import _layer_sizes, expected_initial_mode_strength, layer_sigmas
-from .stability import DISCRETE_STEP_CAP
 
 __all__ = ["DeepInitPrediction", "half_learning_distribution", "chain_map_steps", "SWITCH_RATIO",
            "SMALL_INIT", "DEFAULT_DRAWS", "DEGENERATE_RTOL"]
@@ -115,7 +123,7 @@ DEFAULT_DRAWS = 512
 
 @dataclass(frozen=True)
 class DeepInitPrediction:
-    """``samples`` (n_draws, r) predicted epochs t_k per draw (``np.inf``: not within the step cap);
+    """``samples`` (n_draws, r) predicted epochs t_k per draw (``np.inf``: never — a mode beyond W_tot's rank);
     ``quantiles`` (len(q), r) at ``levels``; ``median`` (r,)."""
 
     samples: np.ndarray
@@ -133,63 +141,9 @@ def _quantile(x: np.ndarray, q: float | np.ndarray) -> np.ndarray:
     return np.where(out >= _NEVER / 2, np.inf, out)
 
 
-# stand-in for ∞ in quantile interpolation: far above any step count (DISCRETE_STEP_CAP)
+# stand-in for ∞ in quantile interpolation: far above any step count
 _NEVER = 1e300
 _TINY = np.finfo(float).tiny
-
-
-def chain_map_steps(c0: ArrayLike, s: ArrayLike, eta: float, thresholds: ArrayLike,
-                    max_steps: int = DISCRETE_STEP_CAP) -> np.ndarray:
-    r"""First step at which the unbalanced chain's strength ∏c reaches each threshold (∞ if not by ``max_steps``).
-
-    Map (exact discrete SGD of a chain of scalar gains, one per layer)::
-
-        c_i ← c_i + η (s − ∏_j c_j) ∏_{j≠i} c_j
-
-    Glossary: ``c0`` (n, L) initial gains > 0; ``s`` (n,) target strengths; η per-epoch rate; ``thresholds``
-    (n, m) strengths to reach (one above s, or not reached by the time the chain is within
-    :data:`CONVERGED_RTOL` of s, is never reached: ∞). Returns (n, m) float steps.
-    Reference: Saxe et al. arXiv:1312.6120 (deep linear mode dynamics).
-    """
-    c = as_float_array("c0", c0, ndim=2).copy()
-    if (c <= 0).any():
-        raise ValueError(f"c0 must be > 0 everywhere, got min {c.min()!r}")
-    n = c.shape[0]
-    s = np.broadcast_to(as_float_array("s", s), (n,)).astype(float)
-    eta = positive("eta", eta)
-    th = as_float_array("thresholds", thresholds, ndim=2)
-    if th.shape[0] != n:
-        raise ValueError(f"thresholds must have one row per chain ({n}), got shape {th.shape}")
-    max_steps = integer("max_steps", max_steps)
-    out = np.full(th.shape, np.inf)
-    th = np.where(th <= s[:, None], th, np.inf)  # above s: never reached (no overshoot is followed)
-    idx = np.arange(n)  # rows of the chains still running; compacted every _COMPACT steps
-    cc, ss, tt = c, s, th
-    for k in range(max_steps + 1):
-        prod = np.prod(cc, axis=1)
-        new = (prod[:, None] >= tt) & np.isinf(out[idx])
-        if new.any():
-            rows, cols = np.nonzero(new)
-            out[idx[rows], cols] = k
-        if k % _COMPACT == 0:
-            settled = np.abs(ss - prod) <= CONVERGED_RTOL * ss  # at its fixed point: nothing more is reached
-            pending = (np.isinf(out[idx]) & np.isfinite(tt)).any(axis=1) & ~settled
-            if not pending.all():
-                idx, cc, ss, tt, prod = idx[pending], cc[pending], ss[pending], tt[pending], prod[pending]
-            if idx.size == 0:
-                break
-        # ∏_{j≠i} c_j from prefix and suffix products (no division by a tiny gain)
-        pre = np.cumprod(np.column_stack([np.ones(idx.size), cc[:, :-1]]), axis=1)
-        suf = np.cumprod(np.column_stack([np.ones(idx.size), cc[:, :0:-1]]), axis=1)[:, ::-1]
-        cc = cc + eta * (ss - prod)[:, None] * pre * suf
-    return out
-
-
-# A chain within this relative distance of s has converged (the map's fixed point is approached geometrically or
-# not at all): the thresholds it has not reached by then are never reached (a threshold equal to s included).
-CONVERGED_RTOL = 1e-9
-# chain_map_steps drops finished chains every this many steps (cheaper than compacting every step)
-_COMPACT = 64
 
 
 def _middle_gain(kappa: np.ndarray, c1sq: np.ndarray, depth: int) -> np.ndarray:
@@ -378,6 +332,10 @@ def _hand_over(kap, E, bk, gk, a2, F, cf, s, eta, n_s, depth, groups):
     c1 = np.sqrt(c1sq)
     if depth == 2:
         return np.stack([c1, m / c1], axis=-1)
-    mu = _middle_gain(kq, c1sq, depth)
+    # Rate matching needs κ_eff > (L−2)c₁²μ^{2(L−3)} (at depth 3: κ_eff > c₁²); where a mode's free directions
+    # leave less, μ → 0 would put the whole strength into c_L. The middle gains are then kept at least at the
+    # last gain (μ ≥ (m/c₁)^{1/(L−1)}, i.e. c_L ≤ μ: the imbalance a small init carries), so such a mode grows at
+    # the chain's slowest rate instead of from a c_L beyond any scale.
+    mu = np.maximum(_middle_gain(kq, c1sq, depth), (m / c1) ** (1.0 / (depth - 1)))
     with np.errstate(divide="ignore", over="ignore"):  # only modes beyond W_tot's rank (dropped by the caller)
         return np.stack([c1] + [mu] * (depth - 2) + [m / (c1 * mu ** (depth - 2))], axis=-1)
