@@ -18,9 +18,11 @@ For each init scale γ two inits are trained (``saxe.train``, float64, full-batc
   bench/lazy_rich_table.py).
 Reported per γ and init: λ, deviation, the lr used (the requested lr, lowered to ``STABLE_FRACTION`` × the stable bound
 at the initial and at the predicted final weights when large γ needs it), the epochs, the theory-vs-training error
-``max_t |σ_α^theory(t) − σ_α^SGD(t)| / s₁`` (σ the singular values of W_tot, on ``N_EVAL`` epochs) for the flow and
-the finite-lr forms, the same error of the flow form against the init's own exact gradient flow
-(:func:`theory.exact_flow`, solve_ivp: ≈ 0 for λ-balanced inits, the imbalance's effect for random ones), and the
+``max_t |σ_α^theory(t) − σ_α^SGD(t)| / s₁`` (σ the singular values of W_tot, on ``N_EVAL`` epochs) for the flow,
+its first-order SGD correction (``method='first_order'``, :mod:`theory.first_order`; NaN outside its domain) and
+the finite-lr forms,
+the same error of the flow form against the init's own exact gradient flow (:func:`theory.exact_flow`, solve_ivp:
+≈ 0 for λ-balanced inits, the imbalance's effect for random ones), and the
 relative changes from t = 0 to the end of ``K_h`` (the RSM, X W₁ᵀW₁ Xᵀ) and of the NTK Θ (:mod:`theory.ntk`),
 measured and predicted: ≈ 0 in the lazy regime (large γ), ≫ 1 in the rich one (small γ).
 
@@ -73,6 +75,7 @@ class LazyRichRow:
     n_epochs: int
     error_continuous: float
     error_finite_lr: float
+    error_first_order: float
     error_vs_flow: float
     rsm_change: float
     rsm_change_theory: float
@@ -116,6 +119,7 @@ def _one(X, Y, kind: str, gamma: float, lr: float, seed: int, sizes, s1: float) 
     lr_used = min(lr, STABLE_FRACTION * 2.0 / (per_lr * sharp))
     sols = {m: balanced_solution(X, Y, w0, lr_used, method=m, approximate=approx) for m in ("continuous", "finite_lr")}
     n = max(_epochs_to_converge(sol, s1) for sol in sols.values())
+    sols["first_order"] = balanced_solution(X, Y, w0, lr_used, method="first_order", approximate=approx)
     net = saxe.make_net(sizes[0], [sizes[1]], sizes[2]).double()
     with torch.no_grad():
         for p, w in zip(saxe.weights(net), w0):
@@ -124,8 +128,11 @@ def _one(X, Y, kind: str, gamma: float, lr: float, seed: int, sizes, s1: float) 
     k = np.unique(np.linspace(0, n, N_EVAL).astype(int))
     errors = {}
     for m, sol in sols.items():
-        sv = np.linalg.svd(sol.mode_matrix(k.astype(float)), compute_uv=False)[:, : rec.modes.shape[1]]
-        errors[m] = float(np.abs(sv - rec.modes[k]).max() / s1)
+        try:
+            sv = np.linalg.svd(sol.mode_matrix(k.astype(float)), compute_uv=False)[:, : rec.modes.shape[1]]
+            errors[m] = float(np.abs(sv - rec.modes[k]).max() / s1)
+        except ValueError:  # the first-order form outside its domain (theory.first_order.FIRST_ORDER_MAX_GAP)
+            errors[m] = float("nan")
     # the init's own gradient flow (theory.state, solve_ivp): isolates the formula's error from the finite-lr one
     M_flow = theory.exact_flow(k.astype(float), theory.exact_state(X, Y, w0), sols["continuous"].tau)[0]
     sv_flow = np.linalg.svd(M_flow, compute_uv=False)
@@ -135,6 +142,7 @@ def _one(X, Y, kind: str, gamma: float, lr: float, seed: int, sizes, s1: float) 
     w_end = [w.detach().numpy() for w in saxe.weights(net)]
     return LazyRichRow(gamma=gamma, init=kind, lam=lam, deviation=dev, lr=lr_used, n_epochs=n,
                        error_continuous=errors["continuous"], error_finite_lr=errors["finite_lr"],
+                       error_first_order=errors["first_order"],
                        error_vs_flow=float(np.abs(sv_form - sv_flow).max() / s1),
                        rsm_change=relative_change(rec.rsms[0], rec.rsms[-1]),
                        rsm_change_theory=relative_change(rsm_th[0], rsm_th[1]),

@@ -21,6 +21,7 @@ THEORY_STYLE = {"exact": ("tab:blue", "exact (theory state from the init weights
                 "closed_finite_lr": ("tab:red", "finite-lr closed form (a priori a₀)"),
                 "coupled_finite_lr": ("tab:pink", "coupled closed form, finite-lr times"),
                 "balanced": ("tab:brown", "λ-balanced exact flow"),
+                "balanced_first_order": ("tab:gray", "λ-balanced flow + first-order SGD correction"),
                 "balanced_finite_lr": ("tab:olive", "λ-balanced, finite-lr rates")}
 
 
@@ -157,7 +158,7 @@ def _paragraph(name: str, run: dict, result: dict) -> str:
     ok = np.isfinite(meas) & np.isfinite(cont) & np.isfinite(disc)
     v = {th: (_check(result, f"{name}.modes.{th}") or {}).get("value") for th in
          ("continuous", "discrete", "coupled", "exact", "closed_finite_lr", "coupled_finite_lr", "balanced",
-          "balanced_finite_lr")}
+          "balanced_first_order", "balanced_finite_lr")}
     s = np.asarray(run["s"], dtype=float)
     eta_s = cfg["eta"] * s.max()
     parts = [_exact_sentence(name, run, result)]
@@ -213,6 +214,8 @@ def _closed_form_sentences(run: dict, v: dict) -> list[str]:
     if v["balanced"] is not None:
         out.append(f"From this λ-balanced init (λ = {cfg.get('lam', float('nan')):.4g}) the exact gradient-flow "
                    f"solution is off by {v['balanced']:.2g} of s_max from SGD (a flow, not the step-by-step map)"
+                   + (f"; with SGD's first-order correction by {v['balanced_first_order']:.2g}"
+                      if v["balanced_first_order"] is not None else "")
                    + (f"; with finite-lr rates by {v['balanced_finite_lr']:.2g}." if v["balanced_finite_lr"]
                       is not None else "."))
     for th, why in (run.get("closed_forms_absent") or {}).items():

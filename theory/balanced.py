@@ -37,6 +37,12 @@ Saxe's form with e^{2st/τ} → (1+ηs)^{2t}. Its error comes from the saturatio
 1 − η(f_i + f_j) per step and this map by 1/((1 + ηf_i)(1 + ηf_j)): first order in η·s, and in the lazy regime
 (large λ, no escape phase) it is no better than the flow (measured: bench/lazy_rich_table.py). Needs η·max|f| < 1.
 
+**SGD's first-order correction** (``method='first_order'``). The flow's P plus η δ(t), δ the first term of SGD's
+global error expansion, a linear ODE along this closed form (:mod:`theory.first_order`): error O((η s)²) —
+0.145·(η s₁)² of s₁ on the tutorial's λ-balanced run (γ 3, λ 7.08) for η s₁ from 1e-3 to 0.39, where the flow is
+off by 0.31·η s₁ and the rate-corrected form by about as much. It corrects P (W_tot, W₁ᵀW₁, the RSM, the loss), not
+a factor of P: ``factor``/``weights`` refuse it.
+
 Glossary: X (P, N_in) with XᵀX = I; Y (P, N_out); Σʸˣ = YᵀX (sum over samples) = U S Vᵀ; W₁ (N_h, N_in),
 W₂ (N_out, N_h) torch layout; λ the balance (units of s); η = 2·lr/(P·N_out) per epoch, τ = 1/η epochs, t epochs,
 h = t/τ; Ū (N_out, R), V̄ (N_in, C) the reduced bases; P (C+R, C+R) the reduced QQᵀ; f the eigenvalues of F.
@@ -49,7 +55,7 @@ neural networks" (1998) (the matrix Riccati solution).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -57,6 +63,7 @@ from numpy.typing import ArrayLike
 from ._validate import as_float_array, choice, times
 from .correlations import io_svd, learning_rate_to_eta
 from .coupled import _fixed_point
+from .first_order import FIRST_ORDER_MAX_GAP, first_order_correction
 from .observables import end_to_end, gram_rsm, squared_error
 from .state import chained_weights, exact_state, is_whitened
 
@@ -165,7 +172,10 @@ class BalancedSolution:
     ``exact``: True when the init is λ-balanced within :data:`BALANCE_RTOL` and method is 'continuous';
     ``deviation``: :func:`balance_deviation` of the init; ``f``/``O`` the eigensystem of F; ``rates`` the growth
     rates used (f or f̃ = ln(1+ηf)/η, per τ); ``beta`` the quadratic coefficients (1 or f̃/f);
-    ``A0`` the factor β^½ OᵀQ₀ ((C+R) × N_h); ``X`` the inputs.
+    ``A0`` the factor β^½ OᵀQ₀ ((C+R) × N_h); ``X`` the inputs; ``target`` S̄ = ŪᵀΣʸˣV̄ (R, C).
+
+    ``method='first_order'``: the flow plus SGD's first-order correction ``η δ(t)`` of P (:mod:`theory.first_order`);
+    P, W_tot, the RSM and the loss carry it, a factor of P does not exist for it (``factor``/``weights`` refuse).
     """
 
     Ubar: np.ndarray
@@ -183,6 +193,8 @@ class BalancedSolution:
     beta: np.ndarray
     A0: np.ndarray
     X: np.ndarray
+    target: np.ndarray
+    _memo: dict = field(default_factory=dict, repr=False)
 
     @property
     def n_in_reduced(self) -> int:
@@ -190,31 +202,41 @@ class BalancedSolution:
 
     def _fixed_factor(self) -> np.ndarray:
         """Eigen-coordinate factor of P̂(∞) (the limit, :func:`theory.coupled._fixed_point` with rates 2f̃)."""
-        Pp = _fixed_point(2.0 * self.rates, self.A0.T)
-        w, Z = np.linalg.eigh(0.5 * (Pp + Pp.T))
-        top = np.argsort(-w)[: self.A0.shape[1]]
-        return Z[:, top] * np.sqrt(np.clip(w[top], 0.0, None))
+        if "fixed" not in self._memo:
+            Pp = _fixed_point(2.0 * self.rates, self.A0.T)
+            w, Z = np.linalg.eigh(0.5 * (Pp + Pp.T))
+            top = np.argsort(-w)[: self.A0.shape[1]]
+            self._memo["fixed"] = Z[:, top] * np.sqrt(np.clip(w[top], 0.0, None))
+        return self._memo["fixed"]
 
     def _factors(self, h: np.ndarray) -> np.ndarray:
         """Eigen-coordinate factors of P̂ at finite h = t/τ ≥ 0 (T,), in steps of at most MAX_STEP_EXPONENT/f_max;
-        from the first checkpoint within :data:`CONVERGED_RTOL` of P̂(∞) on, P̂(∞) itself (rounding level)."""
+        from the first checkpoint within :data:`CONVERGED_RTOL` of P̂(∞) on, P̂(∞) itself (rounding level). The
+        checkpoints are kept, so later calls (the first-order correction asks for one time at a time) start from
+        the nearest one instead of from t = 0."""
         out = np.empty((h.size, *self.A0.shape))
         out[h == 0] = self.A0
         top = float(self.rates.max(initial=0.0))
         step = MAX_STEP_EXPONENT / top if top > 0 else np.inf
         k = np.where(h > 0, np.floor(h / step), 0).astype(np.int64) if np.isfinite(step) else np.zeros(h.size, int)
-        base, A, converged, fixed = 0, self.A0, None, None
+        checkpoints = self._memo.setdefault("checkpoints", {0: self.A0})  # j → the factor at h = j·step
         for j in np.unique(k[h > 0]):
             sel = (k == j) & (h > 0)
-            while base < j and converged is None:  # checkpoints at multiples of the largest safe step
-                A, base = _riccati_steps(A, self.rates, np.array([step]))[0], base + 1
-                fixed = self._fixed_factor() if fixed is None else fixed
-                P_inf, P_now = fixed @ fixed.T, A @ A.T
-                if np.abs(P_now - P_inf).max() <= CONVERGED_RTOL * max(np.abs(P_inf).max(), np.finfo(float).tiny):
-                    converged = (base, fixed)
+            converged = self._memo.get("converged")  # (first converged checkpoint, P̂(∞)'s factor) once found
+            if converged is None or j < converged[0]:
+                base = max(b for b in checkpoints if b <= j)
+                A = checkpoints[base]
+                while base < j and converged is None:  # checkpoints at multiples of the largest safe step
+                    A, base = _riccati_steps(A, self.rates, np.array([step]))[0], base + 1
+                    checkpoints[base] = A
+                    fixed = self._fixed_factor()
+                    P_inf, P_now = fixed @ fixed.T, A @ A.T
+                    if np.abs(P_now - P_inf).max() <= CONVERGED_RTOL * max(np.abs(P_inf).max(), np.finfo(float).tiny):
+                        converged = self._memo["converged"] = (base, fixed)
             if converged is not None and j >= converged[0]:
                 out[sel] = converged[1]
                 continue
+            A = checkpoints[j]
             rest = h[sel] - j * step
             done = rest == 0.0
             vals = np.empty((rest.size, *self.A0.shape))
@@ -227,6 +249,12 @@ class BalancedSolution:
     def factor(self, t: ArrayLike) -> np.ndarray:
         r"""A factor Q̃(t) = [B₁ᵀ; B₂] (…, C+R, N_h) in the reduced coordinates, Q̃Q̃ᵀ = P(t) (a hidden rotation
         of the true [V̄ᵀW₁ᵀ; ŪᵀW₂] stack, see module docstring). t in epochs, any shape; t = ∞ the fixed point."""
+        if self.method == "first_order":
+            raise ValueError("the first-order form corrects P = QQᵀ (W_tot, the RSM, the loss), not a factor of it: "
+                             "use method='continuous' for weights and the NTK")
+        return self._flow_factor(t)
+
+    def _flow_factor(self, t: ArrayLike) -> np.ndarray:
         t = times("t", t)
         h = t.reshape(-1) / self.tau
         out = np.empty((h.size, *self.A0.shape))
@@ -239,14 +267,43 @@ class BalancedSolution:
         return out.reshape(*t.shape, *self.A0.shape)
 
     def qqt(self, t: ArrayLike) -> np.ndarray:
-        """P(t) = QQᵀ in reduced coordinates (…, C+R, C+R): blocks W₁ᵀW₁, W₁ᵀW₂ᵀ / W₂W₁, W₂W₂ᵀ (in V̄, Ū)."""
-        Q = self.factor(t)
-        return Q @ np.swapaxes(Q, -1, -2)
+        """P(t) = QQᵀ in reduced coordinates (…, C+R, C+R): blocks W₁ᵀW₁, W₁ᵀW₂ᵀ / W₂W₁, W₂W₂ᵀ (in V̄, Ū); with
+        ``method='first_order'`` plus η δ(t) (:func:`theory.first_order.first_order_correction`)."""
+        t = times("t", t)
+        Q = self._flow_factor(t)
+        P = Q @ np.swapaxes(Q, -1, -2)
+        if self.method == "first_order":
+            h = t.reshape(-1) / self.tau
+            fin = np.isfinite(h)  # t = ∞: the fixed point, which SGD shares (δ → 0)
+            if fin.any():
+                P.reshape(-1, *P.shape[-2:])[fin] += self.eta * self._correction(h[fin])
+        return P
+
+    def _correction(self, h: np.ndarray) -> np.ndarray:
+        key = h.tobytes()
+        last = self._memo.get("delta")
+        if last is None or last[0] != key:  # one integration serves W_tot, the RSM and the loss at the same times
+            delta = first_order_correction(self._flow_qqt, self.target, self.eta, h)
+            C, s_max = self.n_in_reduced, float(self.s.max(initial=0.0))
+            term = self.eta * float(np.abs(delta[:, C:, :C]).max(initial=0.0))
+            if term > FIRST_ORDER_MAX_GAP * s_max:
+                raise ValueError(f"the first-order correction reaches {term / s_max:.3g} of s_max at lr η = "
+                                 f"{self.eta:.3g}/epoch (> FIRST_ORDER_MAX_GAP = {FIRST_ORDER_MAX_GAP}): outside "
+                                 "the expansion's domain (a long escape at a large η·s); lower lr, or use "
+                                 "method='finite_lr' (exact escape) or theory.predictor(..., theory='exact')")
+            self._memo["delta"] = (key, delta)
+        return self._memo["delta"][1]
+
+    def _flow_qqt(self, h: float) -> np.ndarray:
+        Q = self._flow_factor(np.asarray(h * self.tau))
+        return Q @ Q.T
 
     def mode_matrix(self, t: ArrayLike) -> np.ndarray:
         """Reduced end-to-end map M̄ = ŪᵀW_totV̄ (…, R, C)."""
-        Q = self.factor(t)
         C = self.n_in_reduced
+        if self.method == "first_order":
+            return self.qqt(t)[..., C:, :C]
+        Q = self.factor(t)
         return Q[..., C:, :] @ np.swapaxes(Q[..., :C, :], -1, -2)
 
     def modes(self, t: ArrayLike) -> np.ndarray:
@@ -260,8 +317,10 @@ class BalancedSolution:
 
     def rsm(self, t: ArrayLike) -> np.ndarray:
         """First hidden layer's RSM ``X W₁ᵀW₁ Xᵀ`` (…, P, P) (the repo's :func:`theory.observables.gram_rsm`)."""
-        Q = self.factor(t)
-        B1t = Q[..., : self.n_in_reduced, :]
+        C = self.n_in_reduced
+        if self.method == "first_order":
+            return gram_rsm(self.qqt(t)[..., :C, :C], self.X @ self.Vbar)
+        B1t = self.factor(t)[..., :C, :]
         return gram_rsm(B1t @ np.swapaxes(B1t, -1, -2), self.X @ self.Vbar)
 
     def weights(self, t: float) -> tuple[np.ndarray, np.ndarray]:
@@ -289,7 +348,8 @@ def balanced_solution(X: ArrayLike, Y: ArrayLike, weights: Sequence[ArrayLike], 
     Riccati form needs Σˣˣ = I) and depth 2. λ defaults to :func:`measured_lambda`; the init must be λ-balanced
     within :data:`BALANCE_RTOL` (:func:`balance_deviation`) unless ``approximate=True``, which applies the same
     formula to any init (then ``.exact`` is False: the conserved D − λI is ignored). ``method``: 'continuous'
-    (gradient flow, exact) or 'finite_lr' (the rate-corrected form of the module docstring; needs η·max f < 1).
+    (gradient flow, exact), 'first_order' (the flow plus SGD's first-order correction of P, error O((ηs)²):
+    :mod:`theory.first_order`) or 'finite_lr' (the rate-corrected form of the module docstring; needs η·max f < 1).
     η = 2·lr/(P·N_out) ('mean'), τ = 1/η epochs. Reference: Braun et al., NeurIPS 2022; Dominé et al., ICLR 2025.
     """
     X = as_float_array("X", X, ndim=2)
@@ -297,7 +357,7 @@ def balanced_solution(X: ArrayLike, Y: ArrayLike, weights: Sequence[ArrayLike], 
     if X.shape[0] != Y.shape[0]:
         raise ValueError(f"X and Y must have the same number of rows (samples), got X.shape={X.shape}, "
                          f"Y.shape={Y.shape}")
-    choice("method", method, ("continuous", "finite_lr"))
+    choice("method", method, ("continuous", "finite_lr", "first_order"))
     if not isinstance(approximate, (bool, np.bool_)):
         raise ValueError(f"approximate must be True or False, got {approximate!r}")
     if not is_whitened(X):
@@ -330,8 +390,8 @@ def balanced_solution(X: ArrayLike, Y: ArrayLike, weights: Sequence[ArrayLike], 
         rates, beta = f.copy(), np.ones_like(f)
     Q0 = np.vstack([st.layers[0].T, st.layers[1]])  # [B₁ᵀ; B₂] = [V̄ᵀW₁ᵀ; ŪᵀW₂]
     A0 = np.sqrt(beta)[:, None] * (O.T @ Q0)
-    for arr in (st.Ubar, st.Vbar, s, f, O, rates, beta, A0, X):
+    for arr in (st.Ubar, st.Vbar, s, f, O, rates, beta, A0, X, st.target):
         arr.setflags(write=False)
     return BalancedSolution(Ubar=st.Ubar, Vbar=st.Vbar, s=s, lam=float(lam), eta=eta, tau=1.0 / eta, method=method,
                             exact=(dev <= BALANCE_RTOL and method == "continuous"), deviation=dev, f=f, O=O,
-                            rates=rates, beta=beta, A0=A0, X=X)
+                            rates=rates, beta=beta, A0=A0, X=X, target=st.target)

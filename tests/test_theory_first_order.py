@@ -1,0 +1,120 @@
+"""theory.first_order (SGD's first-order correction of the λ-balanced flow, ``method='first_order'``): its order in η
+against the exact SGD map over drawn problems, against an independent plain torch SGD loop, and its limits."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from plain_sgd import plain_sgd
+from strategies import orthogonal
+
+import saxe
+import theory
+from saxe.models import balanced_init_
+from theory.balanced import balanced_solution
+
+# The corrected form's error is c₂·(η s)²·s with c₂ ≈ 0.15 on the tutorial; a ratio of errors at η and η/2 within
+# 4 ± 0.8 shows the order 2 (the flow's ratio is 2: order 1).
+SECOND_ORDER_RATIO = (3.2, 4.8)
+# The issue's bar for "exact at a small lr": ≤ 1e-6 of s_max against real float64 training.
+SMALL_LR_TOL = 1e-6
+
+
+def _data(s, seed: int, n_out: int):
+    r = len(s)
+    U, V = orthogonal(n_out, seed, r), orthogonal(r, seed + 1)
+    return np.eye(r), V @ np.diag(s) @ U.T
+
+
+def _balanced(n_in, n_h, n_out, lam, gamma, seed):
+    net = saxe.make_net(n_in, [n_h], n_out).double()
+    balanced_init_(net, lam, gamma=gamma, generator=torch.Generator().manual_seed(seed))
+    return [w.detach().numpy().copy() for w in saxe.weights(net)]
+
+
+def _errors(X, Y, w0, hs, span):
+    """max_t |W_tot^theory − W_tot^SGD| / s_max for the flow and the corrected form at η·s_max = hs, over ``span`` τ; the
+    SGD map is the exact theory state (theory.predictor, 'exact': float64 SGD in reduced coordinates)."""
+    s_max = float(np.linalg.svd(Y.T @ X, compute_uv=False)[0])
+    lr = hs / (theory.learning_rate_to_eta(1.0, *Y.shape) * s_max)
+    exact = theory.predictor(X, Y, lr, weights=w0)
+    t = np.arange(int(span / hs) + 1, dtype=float)
+    ref = exact.w_tot(t)
+    return {method: np.abs(balanced_solution(X, Y, w0, lr, method=method).w_tot(t) - ref).max() / s_max
+            for method in ("continuous", "first_order")}
+
+
+@settings(max_examples=6)
+@given(seed=st.integers(0, 2**20), n_h=st.integers(2, 5), lam=st.floats(-1.0, 3.0), log_gamma=st.floats(-2.0, 0.3),
+       spread=st.floats(0.2, 0.9))
+def test_first_order_form_is_second_order_in_eta_against_the_sgd_map(seed, n_h, lam, log_gamma, spread):
+    s = 2.0 * np.array([1.0, 1.0 - 0.5 * spread, 1.0 - spread + 0.05])
+    n_out = max(6, n_h)
+    X, Y = _data(s, seed, n_out)
+    n_in = 3 if lam >= 0 else max(3, n_h)  # λ < 0 needs N_in >= N_h
+    X, Y = np.eye(n_in), np.vstack([Y, np.zeros((n_in - 3, n_out))])
+    w0 = _balanced(n_in, n_h, n_out, lam, 10.0**log_gamma, seed)
+    span = 8.0 * (1.0 + abs(np.log10(10.0**log_gamma)))  # τ·s_max units: past the escape of a small init
+    coarse, fine = _errors(X, Y, w0, 0.02, span), _errors(X, Y, w0, 0.01, span)
+    assert SECOND_ORDER_RATIO[0] <= coarse["first_order"] / fine["first_order"] <= SECOND_ORDER_RATIO[1]
+    assert fine["first_order"] <= 0.1 * fine["continuous"]
+
+
+def test_first_order_form_matches_plain_float64_sgd_at_a_small_lr():
+    """Against the independent torch loop (optim.SGD + autograd, tests/plain_sgd.py): ≤ 1e-6 of s_max at
+    η·s_max = 1.5e-3, where the flow alone is off by ~1e-3 (first order)."""
+    X, Y = _data([2.0, 1.6, 1.3], 11, 6)
+    w0 = _balanced(3, 4, 6, 0.3, 0.3, 2)
+    lr = 1.5e-3 / (theory.learning_rate_to_eta(1.0, 3, 6) * 2.0)
+    flow = balanced_solution(X, Y, w0, lr)
+    corrected = balanced_solution(X, Y, w0, lr, method="first_order")
+    n = int(6.0 * flow.tau)
+    k = np.arange(0, n + 1, 20)
+    rec = plain_sgd(X, Y, w0, lr, n)
+    M_sgd = np.einsum("ri,kij,cj->krc", corrected.Ubar.T, rec.w_tot[k], corrected.Vbar.T)
+    err_flow = np.abs(flow.mode_matrix(k.astype(float)) - M_sgd).max() / 2.0
+    err_first = np.abs(corrected.mode_matrix(k.astype(float)) - M_sgd).max() / 2.0
+    assert err_first <= SMALL_LR_TOL < 1e-4 <= err_flow
+    loss = corrected.loss(k.astype(float), Y)
+    assert np.abs(loss - rec.losses[k]).max() <= SMALL_LR_TOL * rec.losses[0]
+    rsm = corrected.rsm(k.astype(float))
+    assert np.abs(rsm - rec.rsms[k]).max() <= SMALL_LR_TOL * np.abs(rec.rsms).max()
+
+
+def test_first_order_limits_and_refusals():
+    X, Y = _data([2.5, 1.5, 0.7], 9, 5)
+    w0 = _balanced(3, 4, 5, 0.4, 0.3, 0)
+    flow = balanced_solution(X, Y, w0, lr=1.0)
+    corrected = balanced_solution(X, Y, w0, lr=1.0, method="first_order")
+    assert not corrected.exact
+    np.testing.assert_array_equal(corrected.qqt(0.0), flow.qqt(0.0))  # δ(0) = 0
+    np.testing.assert_allclose(corrected.qqt(np.inf), flow.qqt(np.inf), rtol=0, atol=1e-14)  # the shared fixed point
+    late = corrected.mode_matrix(60.0 * flow.tau) - flow.mode_matrix(60.0 * flow.tau)
+    assert np.abs(late).max() <= 1e-9  # δ → 0 as the flow settles
+    for call in (corrected.factor, corrected.weights):
+        with pytest.raises(ValueError, match="first-order"):
+            call(1.0)
+    # η → 0: the correction η·δ vanishes linearly with η (δ is a fixed function of t/τ)
+    t = np.array([0.5, 1.0, 2.0])
+    gaps = []
+    for lr in (1.0, 0.5):
+        a = balanced_solution(X, Y, w0, lr=lr, method="first_order")
+        b = balanced_solution(X, Y, w0, lr=lr)
+        gaps.append(np.abs(a.mode_matrix(t * a.tau) - b.mode_matrix(t * b.tau)).max())
+    assert gaps[1] == pytest.approx(gaps[0] / 2, rel=1e-6)
+
+
+def test_first_order_form_refuses_a_secular_escape():
+    """From a tiny init at η·s = 0.39 the first-order term exceeds FIRST_ORDER_MAX_GAP (the expansion fails: it
+    would be further from SGD than the flow); at η·s = 0.01 the same init is inside the domain."""
+    X, Y = _data([2.0, 1.6, 1.3], 4, 6)
+    w0 = _balanced(3, 4, 6, 1e-12, 1e-6, 1)
+    per = theory.learning_rate_to_eta(1.0, 3, 6) * 2.0
+    t = np.linspace(0.0, 40.0, 200)
+    with pytest.raises(ValueError, match="FIRST_ORDER_MAX_GAP"):
+        sol = balanced_solution(X, Y, w0, 0.39 / per, method="first_order")
+        sol.mode_matrix(t * sol.tau / 2.0)
+    sol = balanced_solution(X, Y, w0, 0.01 / per, method="first_order")
+    assert np.isfinite(sol.mode_matrix(t * sol.tau / 2.0)).all()
