@@ -63,7 +63,7 @@ from numpy.typing import ArrayLike
 from ._validate import as_float_array, choice, times
 from .correlations import io_svd, learning_rate_to_eta
 from .coupled import _fixed_point
-from .first_order import FIRST_ORDER_MAX_GAP, first_order_correction
+from .first_order import first_order_correction
 from .observables import end_to_end, gram_rsm, squared_error
 from .state import chained_weights, exact_state, is_whitened
 
@@ -283,15 +283,8 @@ class BalancedSolution:
         key = h.tobytes()
         last = self._memo.get("delta")
         if last is None or last[0] != key:  # one integration serves W_tot, the RSM and the loss at the same times
-            delta = first_order_correction(self._flow_qqt, self.target, self.eta, h)
-            C, s_max = self.n_in_reduced, float(self.s.max(initial=0.0))
-            term = self.eta * float(np.abs(delta[:, C:, :C]).max(initial=0.0))
-            if term > FIRST_ORDER_MAX_GAP * s_max:
-                raise ValueError(f"the first-order correction reaches {term / s_max:.3g} of s_max at lr η = "
-                                 f"{self.eta:.3g}/epoch (> FIRST_ORDER_MAX_GAP = {FIRST_ORDER_MAX_GAP}): outside "
-                                 "the expansion's domain (a long escape at a large η·s); lower lr, or use "
-                                 "method='finite_lr' (exact escape) or theory.predictor(..., theory='exact')")
-            self._memo["delta"] = (key, delta)
+            s_max = float(self.s.max(initial=0.0))
+            self._memo["delta"] = (key, first_order_correction(self._flow_qqt, self.target, self.eta, h, s_max))
         return self._memo["delta"][1]
 
     def _flow_qqt(self, h: float) -> np.ndarray:

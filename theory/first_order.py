@@ -18,8 +18,8 @@ error ``η² d(P)``, ``d = ΓPΓ − ½ Dg(P)[g(P)]`` (the flow's Taylor term h�
 
 along the flow's own P(h) (here a closed form, so δ is one linear ODE along a known path, integrated by DOP853).
 **Domain:** a first-order term η δ small against s. A long escape from a small init at a large η s makes it grow
-secularly (the escape's timing error) and the expansion fails; :data:`FIRST_ORDER_MAX_GAP` bounds it (the caller
-refuses beyond it, :class:`theory.balanced.BalancedSolution`).
+secularly (the escape's timing error) and the expansion fails; so can a lazy init's fast directions over a long
+run. :data:`FIRST_ORDER_MAX_GAP` bounds it: the integration stops there and refuses.
 δ → 0 at a stable fixed point (E = 0 there: g = d = 0), so t = ∞ is the flow's fixed point. The corrected
 ``P(h) + η δ(h)`` is accurate to O(η²) (measured on the tutorial's λ-balanced run, γ 3, λ 7: 0.145·(η s₁)² of s₁
 for η s₁ from 1e-3 to 0.39, against 0.31·η s₁ for the flow alone; :mod:`theory.balanced`, method 'first_order').
@@ -54,11 +54,14 @@ def _gamma(E: np.ndarray, C: int) -> np.ndarray:
 
 
 def first_order_correction(P_at: Callable[[float], np.ndarray], target: np.ndarray, eta: float,
-                           h: np.ndarray) -> np.ndarray:
+                           h: np.ndarray, s_max: float) -> np.ndarray:
     r"""δ(h) (len(h), C+R, C+R): SGD's P at epoch t = h·τ is ``P(h) + η δ(h) + O(η²)`` (module docstring).
 
     ``P_at(h)`` the flow's P at one τ-time h ≥ 0; ``target`` S̄ (R, C); ``eta`` η; ``h`` finite τ-times ≥ 0 (any
-    order). The flow must be the one of these reduced coordinates (whitened inputs, depth 2).
+    order); ``s_max`` the largest singular value of Σʸˣ. The flow must be the one of these reduced coordinates
+    (whitened inputs, depth 2). Raises ``ValueError`` as soon as the first-order term η·|δ_M̄| exceeds
+    :data:`FIRST_ORDER_MAX_GAP`·s_max (outside the expansion's domain; the integration stops there, so a
+    correction that grows without bound costs no more than reaching the bound).
     """
     from scipy.integrate import solve_ivp  # lazy: scipy is imported only where a theory needs it
 
@@ -78,11 +81,23 @@ def first_order_correction(P_at: Callable[[float], np.ndarray], target: np.ndarr
         delta = y.reshape(n, n)
         return (Dg(delta) + G @ P @ G - 0.5 * Dg(G @ P + P @ G)).ravel()
 
+    limit = FIRST_ORDER_MAX_GAP * s_max / eta
+
+    def beyond(hh: float, y: np.ndarray) -> float:  # crosses 0 when the term η|δ_M̄| reaches the domain's bound
+        return limit - float(np.abs(y.reshape(n, n)[C:, :C]).max(initial=0.0))
+
+    beyond.terminal = True  # type: ignore[attr-defined]
     out = np.zeros((h.size, n, n))
     grid = np.unique(h[h > 0])
     if grid.size:
         sol = solve_ivp(rhs, (0.0, float(grid[-1])), np.zeros(n * n), t_eval=grid, method="DOP853",
-                        rtol=FIRST_ORDER_RTOL, atol=FIRST_ORDER_RTOL * scale)
+                        rtol=FIRST_ORDER_RTOL, atol=FIRST_ORDER_RTOL * scale, events=beyond)
+        if sol.status == 1:
+            raise ValueError(f"the first-order correction reaches FIRST_ORDER_MAX_GAP = {FIRST_ORDER_MAX_GAP} of "
+                             f"s_max by epoch {sol.t_events[0][0] / eta:.6g} (η = {eta:.3g}/epoch): outside the "
+                             "expansion's domain (a long escape at a large η·s, or a lazy init's fast directions "
+                             "over a long run); lower lr, or use method='finite_lr' (exact escape) or "
+                             "theory.predictor(..., theory='exact')")
         if not sol.success:
             raise ValueError(f"the first-order correction could not be integrated to h = {grid[-1]:.6g}: "
                              f"{sol.message}")
