@@ -118,3 +118,13 @@ def test_first_order_form_refuses_a_secular_escape():
         sol.mode_matrix(t * sol.tau / 2.0)
     sol = balanced_solution(X, Y, w0, 0.01 / per, method="first_order")
     assert np.isfinite(sol.mode_matrix(t * sol.tau / 2.0)).all()
+
+
+def test_first_order_form_refuses_a_stiff_horizon_instead_of_running_on(monkeypatch):
+    import theory.first_order as first_order
+
+    monkeypatch.setattr(first_order, "FIRST_ORDER_MAX_CALLS", 50)
+    X, Y = _data([2.0, 1.6, 1.3], 4, 6)
+    sol = balanced_solution(X, Y, _balanced(3, 4, 6, 0.5, 0.5, 1), 1.0, method="first_order")
+    with pytest.raises(ValueError, match="FIRST_ORDER_MAX_CALLS"):
+        sol.mode_matrix(np.arange(0.0, 40.0 * sol.tau))

@@ -33,16 +33,23 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["first_order_correction", "FIRST_ORDER_RTOL", "FIRST_ORDER_MAX_GAP"]
+__all__ = ["first_order_correction", "FIRST_ORDER_RTOL", "FIRST_ORDER_MAX_GAP", "FIRST_ORDER_MAX_CALLS"]
 
 # Largest first-order term η·max|δ_M̄| (in units of s_max) a prediction is given for. The next term of the expansion,
 # measured on the tutorial's λ-balanced inits (γ 1e-6 … 3, η s₁ 0.01 … 0.39), is (0.4–1.5) × that term² / s_max,
 # so up to 0.5 the corrected form stays below the flow's own gap; beyond it the expansion fails (1.08 of s₁ against
 # the flow's 0.89 at η s₁ = 0.39 from γ = 1e-6, where the term is 1.6): the escape's timing error grows secularly.
 FIRST_ORDER_MAX_GAP = 0.5
+# Most evaluations of the flow the δ integration may take (~0.25 ms each on the tutorial: ≲ 30 s). The ODE is
+# stiff where a lazy init's fast directions (rates ≈ 2·max f) meet a long run: its cost grows as max f × horizon.
+FIRST_ORDER_MAX_CALLS = 120_000
 # Relative tolerance of the δ integration: far below the O(η²) term the correction leaves (≥ 1e-7 of s₁ at any η
 # worth correcting), far above DOP853's rounding floor.
 FIRST_ORDER_RTOL = 1e-10
+
+
+class _TooStiff(Exception):
+    """Raised inside the integration when it exceeds FIRST_ORDER_MAX_CALLS (carries the τ-time reached)."""
 
 
 def _gamma(E: np.ndarray, C: int) -> np.ndarray:
@@ -70,7 +77,12 @@ def first_order_correction(P_at: Callable[[float], np.ndarray], target: np.ndarr
     n = C + R
     scale = max(float(np.abs(target).max(initial=0.0)), np.finfo(float).tiny)
 
+    calls = [0]
+
     def rhs(hh: float, y: np.ndarray) -> np.ndarray:
+        calls[0] += 1
+        if calls[0] > FIRST_ORDER_MAX_CALLS:
+            raise _TooStiff(hh)
         P = P_at(hh)
         G = _gamma(target - P[C:, :C], C)
 
@@ -90,8 +102,15 @@ def first_order_correction(P_at: Callable[[float], np.ndarray], target: np.ndarr
     out = np.zeros((h.size, n, n))
     grid = np.unique(h[h > 0])
     if grid.size:
-        sol = solve_ivp(rhs, (0.0, float(grid[-1])), np.zeros(n * n), t_eval=grid, method="DOP853",
-                        rtol=FIRST_ORDER_RTOL, atol=FIRST_ORDER_RTOL * scale, events=beyond)
+        try:
+            sol = solve_ivp(rhs, (0.0, float(grid[-1])), np.zeros(n * n), t_eval=grid, method="DOP853",
+                            rtol=FIRST_ORDER_RTOL, atol=FIRST_ORDER_RTOL * scale, events=beyond)
+        except _TooStiff as stop:
+            raise ValueError(f"the first-order correction needs more than FIRST_ORDER_MAX_CALLS = "
+                             f"{FIRST_ORDER_MAX_CALLS} flow evaluations to reach epoch {grid[-1] / eta:.6g} (stopped "
+                             f"at epoch {stop.args[0] / eta:.6g}): its ODE is stiff there (a lazy init's fast "
+                             "directions over a long run); ask for fewer epochs, or use method='continuous' or "
+                             "theory.predictor(..., theory='exact')") from None
         if sol.status == 1:
             raise ValueError(f"the first-order correction reaches FIRST_ORDER_MAX_GAP = {FIRST_ORDER_MAX_GAP} of "
                              f"s_max by epoch {sol.t_events[0][0] / eta:.6g} (η = {eta:.3g}/epoch): outside the "
