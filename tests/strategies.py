@@ -45,6 +45,24 @@ def orthogonal(n: int, seed: int, k: int | None = None) -> np.ndarray:
     return q[:, : (n if k is None else k)]
 
 
+def whitened_problem(s, seed: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Whitened one-hot X = I_P and Y (P, N_out) with Σʸˣ = YᵀX = U diag(s) Vᵀ exactly (U, V from ``seed``)."""
+    r = len(s)
+    U, V = orthogonal(n_out, seed, r), orthogonal(r, seed + 1)
+    return np.eye(r), V @ np.diag(s) @ U.T
+
+
+def balanced_weights(n_in: int, n_h: int, n_out: int, lam: float, gamma: float, seed: int) -> list[np.ndarray]:
+    """[W₁, W₂] float64 of an exactly λ-balanced depth-2 net (``saxe.balanced_init_``, generator seeded by ``seed``)."""
+    import torch
+
+    import saxe
+
+    net = saxe.make_net(n_in, [n_h], n_out).double()
+    saxe.balanced_init_(net, lam, gamma=gamma, generator=torch.Generator().manual_seed(seed))
+    return [w.detach().numpy().copy() for w in saxe.weights(net)]
+
+
 def orthogonals(n: int, k: int | None = None):
     """Strategy for :func:`orthogonal` (n, k) matrices."""
     return seeds().map(lambda seed: orthogonal(n, seed, k))

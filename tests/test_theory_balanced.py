@@ -11,7 +11,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import orthogonal
+from strategies import balanced_weights, whitened_problem
 
 import saxe
 import theory
@@ -31,28 +31,19 @@ RICHARDSON_TOL = 1e-6
 FLOAT64_TOL = 1e-12
 
 
-def _data(s, seed: int, n_out: int):
-    """Whitened one-hot X = I_P and Y with YᵀX = U diag(s) Vᵀ exactly."""
-    r = len(s)
-    U, V = orthogonal(n_out, seed, r), orthogonal(r, seed + 1)
-    return np.eye(r), V @ np.diag(s) @ U.T  # Y (P, N_out): Σʸˣ = YᵀX = U S Vᵀ
 
 
-def _balanced(n_in, n_h, n_out, lam, gamma, seed):
-    net = saxe.make_net(n_in, [n_h], n_out).double()
-    balanced_init_(net, lam, gamma=gamma, generator=torch.Generator().manual_seed(seed))
-    return [w.detach().numpy().copy() for w in saxe.weights(net)]
 
 
 # ----------------------------------------------------------------------------------------------- (1) limits
 @pytest.mark.parametrize("lam_over_gamma2", [0.0, 1.0, -1.0])
 def test_small_lambda_recovers_coupled_small_init_theory(lam_over_gamma2):
     """λ = O(γ²) → 0 with the init: the closed form tends to the coupled (small-init) theory, error O(γ²)."""
-    X, Y = _data([3.0, 2.0, 1.2], 7, 5)
+    X, Y = whitened_problem([3.0, 2.0, 1.2], 7, 5)
     U, s, V = theory.io_svd(X, Y)
     for gamma in (1e-2, 1e-3):
         lam = lam_over_gamma2 * gamma**2
-        w0 = _balanced(3, 3 if lam < 0 else 4, 5, lam, gamma, 0)
+        w0 = balanced_weights(3, 3 if lam < 0 else 4, 5, lam, gamma, 0)
         sol = balanced_solution(X, Y, w0, lr=0.01)
         t = np.linspace(0.0, 30.0, 61) * sol.tau
         Z = theory.growing_part(*w0, U, V)
@@ -61,8 +52,8 @@ def test_small_lambda_recovers_coupled_small_init_theory(lam_over_gamma2):
 
 
 def test_fixed_point_and_long_times():
-    X, Y = _data([3.0, 2.0, 1.2], 3, 6)
-    w0 = _balanced(3, 5, 6, 0.8, 0.5, 1)
+    X, Y = whitened_problem([3.0, 2.0, 1.2], 3, 6)
+    w0 = balanced_weights(3, 5, 6, 0.8, 0.5, 1)
     sol = balanced_solution(X, Y, w0, lr=0.01)
     M_inf = sol.w_tot(np.inf)
     assert np.abs(M_inf - Y.T @ X).max() <= FLOAT64_TOL * 1e2
@@ -83,10 +74,10 @@ def test_closed_form_matches_gradient_flow(seed, n_h, n_out, lam, log_gamma, spr
     r = 3
     s = 2.0 * np.array([1.0, 1.0 - 0.5 * spread, 1.0 - spread + 0.05])
     n_out = max(n_out, n_h) if lam > 0 else n_out  # λ > 0 needs N_out >= N_h
-    X, Y = _data(s, seed, n_out)
+    X, Y = whitened_problem(s, seed, n_out)
     n_in = r if lam >= 0 else max(r, n_h)  # λ < 0 needs N_in >= N_h: pad with items whose targets are 0
     X, Y = np.eye(n_in), np.vstack([Y, np.zeros((n_in - r, n_out))])
-    w0 = _balanced(n_in, n_h, n_out, lam, 10.0**log_gamma, seed)
+    w0 = balanced_weights(n_in, n_h, n_out, lam, 10.0**log_gamma, seed)
     sol = balanced_solution(X, Y, w0, lr=0.01)
     state = exact_state(X, Y, w0)
     t = np.array([0.0, 0.3, 1.0, 3.0, 10.0, 40.0]) * sol.tau
@@ -108,8 +99,8 @@ def _train_modes(X, Y, w0, lr, n):
 
 def test_against_float64_training_richardson():
     """SGD = flow + c·η + O(η²): the error halves with η, and the extrapolation matches the closed form to 1e-6."""
-    X, Y = _data([2.0, 1.6, 1.3], 11, 6)
-    w0 = _balanced(3, 4, 6, 0.3, 0.3, 2)
+    X, Y = whitened_problem([2.0, 1.6, 1.3], 11, 6)
+    w0 = balanced_weights(3, 4, 6, 0.3, 0.3, 2)
     eta_per_lr = theory.learning_rate_to_eta(1.0, 3, 6)
     lr = 1.5e-3 / (eta_per_lr * 2.0)  # η·s_max = 1.5e-3
     sol = balanced_solution(X, Y, w0, lr)
@@ -124,8 +115,8 @@ def test_against_float64_training_richardson():
 
 def test_finite_lr_form_beats_gradient_flow_in_the_rich_regime():
     """Against the exact SGD map (theory.predictor, 'exact'): the rate-corrected form fixes the escape phase."""
-    X, Y = _data([3.0, 2.0, 1.2], 5, 6)
-    w0 = _balanced(3, 4, 6, 1e-8, 1e-4, 3)
+    X, Y = whitened_problem([3.0, 2.0, 1.2], 5, 6)
+    w0 = balanced_weights(3, 4, 6, 1e-8, 1e-4, 3)
     eta_per_lr = theory.learning_rate_to_eta(1.0, 3, 6)
     errors = {}
     for ratio in (0.05, 0.025):
@@ -143,8 +134,8 @@ def test_finite_lr_form_beats_gradient_flow_in_the_rich_regime():
 
 def test_finite_lr_form_solves_the_discrete_riccati_map():
     """At integer k the finite-lr form is P_{k+1} = A P_k (I + B P_k)⁻¹ A, A = I + ηF, B = η(I + ηF/2) exactly."""
-    X, Y = _data([2.5, 1.5, 0.7], 9, 5)
-    w0 = _balanced(3, 4, 5, 0.4, 0.3, 0)
+    X, Y = whitened_problem([2.5, 1.5, 0.7], 9, 5)
+    w0 = balanced_weights(3, 4, 5, 0.4, 0.3, 0)
     sol = balanced_solution(X, Y, w0, lr=1.0, method="finite_lr")
     eta, n = sol.eta, sol.f.size
     A = sol.O @ np.diag(1.0 + eta * sol.f) @ sol.O.T
@@ -172,7 +163,7 @@ def test_ntk_matches_autograd_jacobians():
 # ----------------------------------------------------------------------------------- initializer, validation
 @pytest.mark.parametrize("lam,sizes", [(0.5, (3, 5, 7)), (-0.4, (6, 4, 2)), (0.0, (3, 6, 4)), (2.0, (8, 30, 40))])
 def test_balanced_init_is_exactly_balanced(lam, sizes):
-    w = _balanced(*sizes, lam, 1.0, 4)
+    w = balanced_weights(*sizes, lam, 1.0, 4)
     got, dev = measured_lambda(*w)
     assert got == pytest.approx(lam, abs=1e-12) and balance_deviation(*w, lam) <= 1e-14
     net = saxe.make_net(*sizes[:1], [sizes[1]], sizes[2])  # float32: balanced to its rounding
@@ -205,14 +196,14 @@ def test_measured_lambda_of_the_tutorial_rule_is_scale_free():
 
 
 def test_solution_refuses_outside_its_domain():
-    X, Y = _data([2.0, 1.0], 0, 4)
+    X, Y = whitened_problem([2.0, 1.0], 0, 4)
     rng = np.random.default_rng(0)
     w_random = [rng.standard_normal((3, 2)), rng.standard_normal((4, 3))]
     with pytest.raises(ValueError, match="λ-balanced"):
         balanced_solution(X, Y, w_random, 0.01)
     approx = balanced_solution(X, Y, w_random, 0.01, approximate=True)
     assert not approx.exact and approx.deviation > BALANCE_RTOL
-    w0 = _balanced(2, 3, 4, 0.5, 1.0, 0)
+    w0 = balanced_weights(2, 3, 4, 0.5, 1.0, 0)
     with pytest.raises(ValueError, match="whitened"):
         balanced_solution(2.0 * X, Y, w0, 0.01)
     with pytest.raises(ValueError, match="depth 2"):

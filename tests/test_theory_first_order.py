@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from plain_sgd import plain_sgd
-from strategies import orthogonal
+from strategies import balanced_weights, whitened_problem
 
-import saxe
 import theory
-from saxe.models import balanced_init_
 from theory.balanced import balanced_solution
 
 # The corrected form's error is c₂·(η s)²·s with c₂ ≈ 0.15 on the tutorial; a ratio of errors at η and η/2 within
@@ -22,16 +19,8 @@ SECOND_ORDER_RATIO = (3.2, 4.8)
 SMALL_LR_TOL = 1e-6
 
 
-def _data(s, seed: int, n_out: int):
-    r = len(s)
-    U, V = orthogonal(n_out, seed, r), orthogonal(r, seed + 1)
-    return np.eye(r), V @ np.diag(s) @ U.T
 
 
-def _balanced(n_in, n_h, n_out, lam, gamma, seed):
-    net = saxe.make_net(n_in, [n_h], n_out).double()
-    balanced_init_(net, lam, gamma=gamma, generator=torch.Generator().manual_seed(seed))
-    return [w.detach().numpy().copy() for w in saxe.weights(net)]
 
 
 def _errors(X, Y, w0, hs, span):
@@ -52,10 +41,10 @@ def _errors(X, Y, w0, hs, span):
 def test_first_order_form_is_second_order_in_eta_against_the_sgd_map(seed, n_h, lam, log_gamma, spread):
     s = 2.0 * np.array([1.0, 1.0 - 0.5 * spread, 1.0 - spread + 0.05])
     n_out = max(6, n_h)
-    X, Y = _data(s, seed, n_out)
+    X, Y = whitened_problem(s, seed, n_out)
     n_in = 3 if lam >= 0 else max(3, n_h)  # λ < 0 needs N_in >= N_h
     X, Y = np.eye(n_in), np.vstack([Y, np.zeros((n_in - 3, n_out))])
-    w0 = _balanced(n_in, n_h, n_out, lam, 10.0**log_gamma, seed)
+    w0 = balanced_weights(n_in, n_h, n_out, lam, 10.0**log_gamma, seed)
     span = 8.0 * (1.0 + abs(np.log10(10.0**log_gamma)))  # τ·s_max units: past the escape of a small init
     coarse, fine = _errors(X, Y, w0, 0.02, span), _errors(X, Y, w0, 0.01, span)
     assert SECOND_ORDER_RATIO[0] <= coarse["first_order"] / fine["first_order"] <= SECOND_ORDER_RATIO[1]
@@ -65,8 +54,8 @@ def test_first_order_form_is_second_order_in_eta_against_the_sgd_map(seed, n_h, 
 def test_first_order_form_matches_plain_float64_sgd_at_a_small_lr():
     """Against the independent torch loop (optim.SGD + autograd, tests/plain_sgd.py): ≤ 1e-6 of s_max at
     η·s_max = 1.5e-3, where the flow alone is off by ~1e-3 (first order)."""
-    X, Y = _data([2.0, 1.6, 1.3], 11, 6)
-    w0 = _balanced(3, 4, 6, 0.3, 0.3, 2)
+    X, Y = whitened_problem([2.0, 1.6, 1.3], 11, 6)
+    w0 = balanced_weights(3, 4, 6, 0.3, 0.3, 2)
     lr = 1.5e-3 / (theory.learning_rate_to_eta(1.0, 3, 6) * 2.0)
     flow = balanced_solution(X, Y, w0, lr)
     corrected = balanced_solution(X, Y, w0, lr, method="first_order")
@@ -84,8 +73,8 @@ def test_first_order_form_matches_plain_float64_sgd_at_a_small_lr():
 
 
 def test_first_order_limits_and_refusals():
-    X, Y = _data([2.5, 1.5, 0.7], 9, 5)
-    w0 = _balanced(3, 4, 5, 0.4, 0.3, 0)
+    X, Y = whitened_problem([2.5, 1.5, 0.7], 9, 5)
+    w0 = balanced_weights(3, 4, 5, 0.4, 0.3, 0)
     flow = balanced_solution(X, Y, w0, lr=1.0)
     corrected = balanced_solution(X, Y, w0, lr=1.0, method="first_order")
     assert not corrected.exact
@@ -109,8 +98,8 @@ def test_first_order_limits_and_refusals():
 def test_first_order_form_refuses_a_secular_escape():
     """From a tiny init at η·s = 0.39 the first-order term exceeds FIRST_ORDER_MAX_GAP (the expansion fails: it
     would be further from SGD than the flow); at η·s = 0.01 the same init is inside the domain."""
-    X, Y = _data([2.0, 1.6, 1.3], 4, 6)
-    w0 = _balanced(3, 4, 6, 1e-12, 1e-6, 1)
+    X, Y = whitened_problem([2.0, 1.6, 1.3], 4, 6)
+    w0 = balanced_weights(3, 4, 6, 1e-12, 1e-6, 1)
     per = theory.learning_rate_to_eta(1.0, 3, 6) * 2.0
     t = np.linspace(0.0, 40.0, 200)
     with pytest.raises(ValueError, match="FIRST_ORDER_MAX_GAP"):
@@ -124,7 +113,7 @@ def test_first_order_form_refuses_a_stiff_horizon_instead_of_running_on(monkeypa
     import theory.first_order as first_order
 
     monkeypatch.setattr(first_order, "FIRST_ORDER_MAX_CALLS", 50)
-    X, Y = _data([2.0, 1.6, 1.3], 4, 6)
-    sol = balanced_solution(X, Y, _balanced(3, 4, 6, 0.5, 0.5, 1), 1.0, method="first_order")
+    X, Y = whitened_problem([2.0, 1.6, 1.3], 4, 6)
+    sol = balanced_solution(X, Y, balanced_weights(3, 4, 6, 0.5, 0.5, 1), 1.0, method="first_order")
     with pytest.raises(ValueError, match="FIRST_ORDER_MAX_CALLS"):
         sol.mode_matrix(np.arange(0.0, 40.0 * sol.tau))
