@@ -270,8 +270,7 @@ class BalancedSolution:
         """P(t) = QQᵀ in reduced coordinates (…, C+R, C+R): blocks W₁ᵀW₁, W₁ᵀW₂ᵀ / W₂W₁, W₂W₂ᵀ (in V̄, Ū); with
         ``method='first_order'`` plus η δ(t) (:func:`theory.first_order.first_order_correction`)."""
         t = times("t", t)
-        Q = self._flow_factor(t)
-        P = Q @ np.swapaxes(Q, -1, -2)
+        P = self._flow_qqt(t)
         if self.method == "first_order":
             h = t.reshape(-1) / self.tau
             fin = np.isfinite(h)  # t = ∞: the fixed point, which SGD shares (δ → 0)
@@ -284,20 +283,19 @@ class BalancedSolution:
         last = self._memo.get("delta")
         if last is None or last[0] != key:  # one integration serves W_tot, the RSM and the loss at the same times
             s_max = float(self.s.max(initial=0.0))
-            self._memo["delta"] = (key, first_order_correction(self._flow_qqt, self.target, self.eta, h, s_max))
+            self._memo["delta"] = (key, first_order_correction(lambda x: self._flow_qqt(np.asarray(x * self.tau)),
+                                                               self.target, self.eta, h, s_max))
         return self._memo["delta"][1]
 
-    def _flow_qqt(self, h: float) -> np.ndarray:
-        Q = self._flow_factor(np.asarray(h * self.tau))
-        return Q @ Q.T
+    def _flow_qqt(self, t: np.ndarray) -> np.ndarray:
+        """The flow's P(t) = Q̃Q̃ᵀ at epochs t (…, C+R, C+R)."""
+        Q = self._flow_factor(t)
+        return Q @ np.swapaxes(Q, -1, -2)
 
     def mode_matrix(self, t: ArrayLike) -> np.ndarray:
-        """Reduced end-to-end map M̄ = ŪᵀW_totV̄ (…, R, C)."""
+        """Reduced end-to-end map M̄ = ŪᵀW_totV̄ (…, R, C): the W₂W₁ block of :meth:`qqt`."""
         C = self.n_in_reduced
-        if self.method == "first_order":
-            return self.qqt(t)[..., C:, :C]
-        Q = self.factor(t)
-        return Q[..., C:, :] @ np.swapaxes(Q[..., :C, :], -1, -2)
+        return self.qqt(t)[..., C:, :C]
 
     def modes(self, t: ArrayLike) -> np.ndarray:
         """Mode matrix UᵀW_tot(t)V (…, r, r) (its diagonal: the mode strengths a_α(t))."""
@@ -311,10 +309,7 @@ class BalancedSolution:
     def rsm(self, t: ArrayLike) -> np.ndarray:
         """First hidden layer's RSM ``X W₁ᵀW₁ Xᵀ`` (…, P, P) (the repo's :func:`theory.observables.gram_rsm`)."""
         C = self.n_in_reduced
-        if self.method == "first_order":
-            return gram_rsm(self.qqt(t)[..., :C, :C], self.X @ self.Vbar)
-        B1t = self.factor(t)[..., :C, :]
-        return gram_rsm(B1t @ np.swapaxes(B1t, -1, -2), self.X @ self.Vbar)
+        return gram_rsm(self.qqt(t)[..., :C, :C], self.X @ self.Vbar)  # the W₁ᵀW₁ block of P
 
     def weights(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         """(W₁, W₂) at one epoch t, up to a hidden rotation W₁ → OW₁, W₂ → W₂Oᵀ that no observable sees."""
