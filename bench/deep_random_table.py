@@ -25,6 +25,7 @@ import torch
 
 import saxe
 import theory
+from experiments.metrics import half_learning_epochs
 from theory.deep_init import half_learning_distribution
 from theory.state import exact_state, sgd_step
 
@@ -65,9 +66,7 @@ def measured(X, Y, s, sizes, lr, gamma, seeds, cap=10**6) -> np.ndarray:
 def trained(X, Y, s, sizes, lr, gamma, seed, n_epochs) -> np.ndarray:
     net, _ = initial_weights(sizes, gamma, seed)
     rec = saxe.train(net, X, Y, n_epochs, lr, engine="autograd", record_rsm=False)
-    modes = np.asarray(rec.modes)[:, : s.size]
-    hit = modes >= FRACTION * s
-    return np.where(hit.any(axis=0), hit.argmax(axis=0), np.inf)
+    return half_learning_epochs(np.asarray(rec.modes)[:, : s.size], s, FRACTION)
 
 
 def main() -> None:
