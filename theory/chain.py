@@ -109,13 +109,16 @@ def chain_map_steps(c0: ArrayLike, s: ArrayLike, eta: float, thresholds: ArrayLi
 def _flow_shift(c2: np.ndarray, goal: np.ndarray) -> np.ndarray:
     """The least u ≥ 0 with ∏_j (c_j² + u) ≥ goal² per row: Newton on the concave increasing
     f(u) = Σ_j ln(c_j² + u) − 2 ln goal from u = 0 (f(0) < 0) never passes the root and converges quadratically;
-    the last ulps are then added until the product reaches the goal (so the threshold test sees it reached)."""
+    the last ulps are then added until the product, computed exactly as the map's loop computes it (∏ of the new
+    gains √(c_j² + u)), reaches the goal: the threshold test then sees it reached (were the landing test
+    ∏(c_j² + u) ≥ goal², rounding could leave ∏√(·) an ulp short and the chain would jump to the same goal
+    forever)."""
     u, lg = np.zeros(c2.shape[0]), 2.0 * np.log(goal)
     for _ in range(_NEWTON):
         x = c2 + u[:, None]
         u = np.maximum(u - (np.sum(np.log(x), axis=1) - lg) / np.sum(1.0 / x, axis=1), u)
     for _ in range(_NEWTON):
-        short = np.prod(c2 + u[:, None], axis=1) < goal**2
+        short = np.prod(np.sqrt(c2 + u[:, None]), axis=1) < goal
         if not short.any():
             break
         u[short] = np.nextafter(u[short] * (1 + 4 * np.finfo(float).eps), np.inf)
