@@ -181,6 +181,38 @@ def test_chain_plateau_jumps_match_the_step_by_step_map(depth, pos, spread, frac
     assert abs(got - want) <= FLOW_JUMP_RATE * want + 1.0, (got, want)
 
 
+def _map_steps_all(c, s, eta, thresholds):
+    """The chain map step by step (scalar floats, no numpy): the first step with ∏c ≥ each threshold."""
+    c, out, k = [float(x) for x in c], [None] * len(thresholds), 0
+    while any(o is None for o in out):
+        prod = float(np.prod(c))
+        out = [k if o is None and prod >= t else o for o, t in zip(out, thresholds)]
+        c = [x + eta * (s - prod) * prod / x for x in c]
+        k += 1
+    return np.array(out, dtype=float)
+
+
+@pytest.mark.parametrize("c0, eta", [((0.01, 0.03), 1e-4), ((0.08, 0.1, 0.15), 2e-4), ((0.2, 0.25, 0.3, 0.35), 2e-4)])
+def test_the_approach_to_s_is_jumped_where_the_map_is_its_flow(c0, eta):
+    """At a small rate the rise past s/4 and the approach to s (10⁴–10⁵ steps here) are crossed by the flow too:
+    200 loop rounds suffice (before: one per step; the 50-animal table at depth 4 took minutes), and every
+    threshold, up to 1 − 1e-6 of s, is hit within FLOW_JUMP_RATE of the step-by-step map."""
+    s = 0.8
+    th = s * np.array([0.3, 0.9, 0.999, 0.999999])
+    got = chain_map_steps(np.array(c0)[None], [s], eta, th[None], max_steps=200)[0]
+    want = _map_steps_all(c0, s, eta, th)
+    np.testing.assert_allclose(got, want, rtol=FLOW_JUMP_RATE)
+
+
+def test_a_jump_whose_goal_is_an_ulp_above_the_product_lands():
+    """A chain from the 50-animal table (depth 4) whose jump goal, a threshold, lay 4 ulps above ∏c: u was an ulp
+    of c², rises of u by its own ulps vanished in c² + u, and it jumped to the same goal forever."""
+    c0 = [0.023812235768484454, 0.03705722577168703, 0.03705722577168703, 0.03705722577168701]
+    s, eta = 1.0501688528529665, 0.00023529411764705883
+    got = chain_map_steps([c0], [s], eta, [[1.0120079557593082]], max_steps=3000)[0, 0]
+    assert np.isfinite(got) and got > 1e6
+
+
 def test_a_plateau_beyond_a_million_steps_is_crossed_not_capped():
     """At γ = 1e-3, depth 4, the plateau lasts ~1e8 epochs: before the jumps every mode came out ∞ (the step cap)
     after ~70 s."""

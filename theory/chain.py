@@ -35,11 +35,13 @@ def chain_map_steps(c0: ArrayLike, s: ArrayLike, eta: float, thresholds: ArrayLi
 
         c_i ← c_i + η (s − ∏_j c_j) ∏_{j≠i} c_j
 
-    **Plateaus in one jump.** Where every gain changes by at most :data:`FLOW_JUMP_RATE` (relative) per step, the
-    map is its flow to that accuracy, and the flow is solvable: every c_i² moves by the same u (d c_i²/dt =
-    2η(s − P)P, P = ∏c_j), so P(u) = ∏_j √(c_j² + u) and the time is the 1-d integral
-    ``t = ∫ du / (2η (s − P(u)) P(u))`` (Gauss–Legendre; P at most doubles per jump). Jumps end at the next
-    threshold, at P = s/4 or when P has doubled; the map takes over again wherever a step changes a gain by more.
+    **Plateaus in one jump.** Where every gain changes by at most :data:`FLOW_JUMP_RATE` (relative) per step and
+    the map's stiffness ηP²Σ_i 1/c_i² is below it too, the map is its flow to that accuracy, and the flow is
+    solvable: every c_i² moves by the same u (d c_i²/dt = 2η(s − P)P, P = ∏c_j), so P(u) = ∏_j √(c_j² + u) and
+    the time is the 1-d integral ``t = ∫ du / (2η (s − P(u)) P(u))`` (Gauss–Legendre; along a jump P at most
+    doubles and s − P at most halves, so the integrand varies by ≤ 4×). Jumps end at the next threshold, when P
+    has doubled or s − P has halved; the map takes over again wherever a step changes a gain by more, or near s
+    where the stiffness is larger (strong modes at a large rate).
     So a small deep init's plateau of millions of steps costs a few dozen jumps, and the time it adds differs
     from the map's by ≲ :data:`FLOW_JUMP_RATE` relative (the map–flow gap per step is ≈ half the relative change).
 
@@ -89,8 +91,10 @@ def chain_map_steps(c0: ArrayLike, s: ArrayLike, eta: float, thresholds: ArrayLi
             raise ValueError(f"{idx.size} chain(s) still below a threshold after max_steps={max_steps} steps and "
                              f"jumps (first: c0 = {c[idx[0]]!r}, s = {s[idx[0]]!r}, eta = {eta!r})")
         c2 = cc**2
-        rate = eta * np.abs(ss - prod) * prod / c2.min(axis=1)  # largest relative change of a gain in one step
-        jump = (prod > 0) & (rate <= FLOW_JUMP_RATE) & (prod < 0.25 * ss)
+        # the largest relative change of a gain in one step, and the map's stiffness η·∂(ΔP)/∂P ≈ ηP²Σ1/c_i²
+        # (the relative map–flow gap per step near s, where the change itself vanishes): both small → the flow
+        rate = eta * prod * np.maximum(np.abs(ss - prod) / c2.min(axis=1), prod * np.sum(1.0 / c2, axis=1))
+        jump = (prod > 0) & (rate <= FLOW_JUMP_RATE) & (prod < ss * (1.0 - CONVERGED_RTOL))
         # ∏_{j≠i} c_j from prefix and suffix products (no division by a tiny gain)
         pre = np.cumprod(np.column_stack([np.ones(idx.size), cc[:, :-1]]), axis=1)
         suf = np.cumprod(np.column_stack([np.ones(idx.size), cc[:, :0:-1]]), axis=1)[:, ::-1]
@@ -99,7 +103,7 @@ def chain_map_steps(c0: ArrayLike, s: ArrayLike, eta: float, thresholds: ArrayLi
         now = now + 1.0
         if jump.any():
             nxt = np.where(np.isinf(out[idx[jump]]), tt[jump], np.inf).min(axis=1)
-            goal = np.minimum(np.minimum(2.0 * prod[jump], 0.25 * ss[jump]), nxt)
+            goal = np.minimum(np.minimum(2.0 * prod[jump], 0.5 * (ss[jump] + prod[jump])), nxt)
             u = _flow_shift(c2[jump], goal)
             cc[jump] = np.sqrt(c2[jump] + u[:, None])
             now[jump] = now[jump] - 1.0 + _flow_time(c2[jump], u, ss[jump], eta)
@@ -117,11 +121,13 @@ def _flow_shift(c2: np.ndarray, goal: np.ndarray) -> np.ndarray:
     for _ in range(_NEWTON):
         x = c2 + u[:, None]
         u = np.maximum(u - (np.sum(np.log(x), axis=1) - lg) / np.sum(1.0 / x, axis=1), u)
-    for _ in range(_NEWTON):
+    step = np.spacing(np.max(c2, axis=1) + u)  # an ulp of the largest c² + u (a rise of u by its own ulps can
+    for _ in range(_NEWTON):                    # vanish in every c_j² + u when u ≪ c², as near s), doubled
         short = np.prod(np.sqrt(c2 + u[:, None]), axis=1) < goal
         if not short.any():
             break
-        u[short] = np.nextafter(u[short] * (1 + 4 * np.finfo(float).eps), np.inf)
+        u[short] += step[short]
+        step *= 2.0
     return u
 
 
