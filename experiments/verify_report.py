@@ -22,6 +22,7 @@ THEORY_STYLE = {"exact": ("tab:blue", "exact (theory state from the init weights
                 "coupled_finite_lr": ("tab:pink", "coupled closed form, finite-lr times"),
                 "balanced": ("tab:brown", "λ-balanced exact flow"),
                 "balanced_first_order": ("tab:gray", "λ-balanced flow + first-order SGD correction"),
+                "balanced_second_order": ("tab:cyan", "λ-balanced flow + second-order SGD correction"),
                 "balanced_finite_lr": ("tab:olive", "λ-balanced, finite-lr rates")}
 
 
@@ -158,7 +159,7 @@ def _paragraph(name: str, run: dict, result: dict) -> str:
     ok = np.isfinite(meas) & np.isfinite(cont) & np.isfinite(disc)
     v = {th: (_check(result, f"{name}.modes.{th}") or {}).get("value") for th in
          ("continuous", "discrete", "coupled", "exact", "closed_finite_lr", "coupled_finite_lr", "balanced",
-          "balanced_first_order", "balanced_finite_lr")}
+          "balanced_first_order", "balanced_second_order", "balanced_finite_lr")}
     s = np.asarray(run["s"], dtype=float)
     eta_s = cfg["eta"] * s.max()
     parts = [_exact_sentence(name, run, result)]
@@ -216,6 +217,8 @@ def _closed_form_sentences(run: dict, v: dict) -> list[str]:
                    f"solution is off by {v['balanced']:.2g} of s_max from SGD (a flow, not the step-by-step map)"
                    + (f"; with SGD's first-order correction by {v['balanced_first_order']:.2g}"
                       if v["balanced_first_order"] is not None else "")
+                   + (f"; with its second-order correction by {v['balanced_second_order']:.2g}"
+                      if v["balanced_second_order"] is not None else "")
                    + (f"; with finite-lr rates by {v['balanced_finite_lr']:.2g}." if v["balanced_finite_lr"]
                       is not None else "."))
     for th, why in (run.get("closed_forms_absent") or {}).items():

@@ -37,11 +37,12 @@ Saxe's form with e^{2st/τ} → (1+ηs)^{2t}. Its error comes from the saturatio
 1 − η(f_i + f_j) per step and this map by 1/((1 + ηf_i)(1 + ηf_j)): first order in η·s, and in the lazy regime
 (large λ, no escape phase) it is no better than the flow (measured: bench/lazy_rich_table.py). Needs η·max|f| < 1.
 
-**SGD's first-order correction** (``method='first_order'``). The flow's P plus η δ(t), δ the first term of SGD's
-global error expansion, a linear ODE along this closed form (:mod:`theory.first_order`): error O((η s)²) —
-0.145·(η s₁)² of s₁ on the tutorial's λ-balanced run (γ 3, λ 7.08) for η s₁ from 1e-3 to 0.39, where the flow is
-off by 0.31·η s₁ and the rate-corrected form by about as much. It corrects P (W_tot, W₁ᵀW₁, the RSM, the loss), not
-a factor of P: ``factor``/``weights`` refuse it.
+**SGD's corrections** (``method='first_order'``, ``'second_order'``). The flow's P plus η δ(t) (+ η² ε(t)), the
+first (two) terms of SGD's global error expansion, linear ODEs along this closed form (:mod:`theory.sgd_expansion`):
+error O((η s)²) — 0.145·(η s₁)² of s₁ on the tutorial's λ-balanced run (γ 3, λ 7.08) for η s₁ from 1e-3 to 0.39,
+where the flow is off by 0.31·η s₁ and the rate-corrected form by about as much — and O((η s)³) (7.7e-3 of s₁ at
+lr = 100, η s₁ = 0.39). They correct P (W_tot, W₁ᵀW₁, the RSM, the loss), not a factor of P: ``factor``/``weights``
+refuse them.
 
 Glossary: X (P, N_in) with XᵀX = I; Y (P, N_out); Σʸˣ = YᵀX (sum over samples) = U S Vᵀ; W₁ (N_h, N_in),
 W₂ (N_out, N_h) torch layout; λ the balance (units of s); η = 2·lr/(P·N_out) per epoch, τ = 1/η epochs, t epochs,
@@ -63,8 +64,8 @@ from numpy.typing import ArrayLike
 from ._validate import as_float_array, choice, times
 from .correlations import io_svd, learning_rate_to_eta
 from .coupled import _fixed_point
-from .first_order import first_order_correction
 from .observables import end_to_end, gram_rsm, squared_error
+from .sgd_expansion import sgd_correction
 from .state import chained_weights, exact_state, is_whitened
 
 __all__ = ["BalancedSolution", "balanced_solution", "measured_lambda", "balance_deviation", "BALANCE_RTOL",
@@ -80,6 +81,8 @@ MAX_STEP_EXPONENT = 300.0
 CONVERGED_RTOL = 1e-14
 # A singular value below this multiple of ε·size·s_max is rounding noise of io_svd and counts as 0.
 ZERO_S_FACTOR = 10.0
+# The methods that add SGD's global error expansion to the flow's P, and the order each integrates.
+_CORRECTED = {"first_order": 1, "second_order": 2}
 
 
 # ------------------------------------------------------------------------------------------------ balance
@@ -174,8 +177,9 @@ class BalancedSolution:
     rates used (f or f̃ = ln(1+ηf)/η, per τ); ``beta`` the quadratic coefficients (1 or f̃/f);
     ``A0`` the factor β^½ OᵀQ₀ ((C+R) × N_h); ``X`` the inputs; ``target`` S̄ = ŪᵀΣʸˣV̄ (R, C).
 
-    ``method='first_order'``: the flow plus SGD's first-order correction ``η δ(t)`` of P (:mod:`theory.first_order`);
-    P, W_tot, the RSM and the loss carry it, a factor of P does not exist for it (``factor``/``weights`` refuse).
+    ``method='first_order'`` / ``'second_order'``: the flow plus SGD's correction ``η δ(t)`` (+ ``η² ε(t)``) of P
+    (:mod:`theory.sgd_expansion`); P, W_tot, the RSM and the loss carry it, a factor of P does not exist for it
+    (``factor``/``weights`` refuse).
     """
 
     Ubar: np.ndarray
@@ -249,9 +253,9 @@ class BalancedSolution:
     def factor(self, t: ArrayLike) -> np.ndarray:
         r"""A factor Q̃(t) = [B₁ᵀ; B₂] (…, C+R, N_h) in the reduced coordinates, Q̃Q̃ᵀ = P(t) (a hidden rotation
         of the true [V̄ᵀW₁ᵀ; ŪᵀW₂] stack, see module docstring). t in epochs, any shape; t = ∞ the fixed point."""
-        if self.method == "first_order":
-            raise ValueError("the first-order form corrects P = QQᵀ (W_tot, the RSM, the loss), not a factor of it: "
-                             "use method='continuous' for weights and the NTK")
+        if self.method in _CORRECTED:
+            raise ValueError(f"the {self.method} form corrects P = QQᵀ (W_tot, the RSM, the loss), not a factor of "
+                             "it: use method='continuous' for weights and the NTK")
         return self._flow_factor(t)
 
     def _flow_factor(self, t: ArrayLike) -> np.ndarray:
@@ -268,10 +272,11 @@ class BalancedSolution:
 
     def qqt(self, t: ArrayLike) -> np.ndarray:
         """P(t) = QQᵀ in reduced coordinates (…, C+R, C+R): blocks W₁ᵀW₁, W₁ᵀW₂ᵀ / W₂W₁, W₂W₂ᵀ (in V̄, Ū); with
-        ``method='first_order'`` plus η δ(t) (:func:`theory.first_order.first_order_correction`)."""
+        ``method='first_order'``/``'second_order'`` plus SGD's correction
+        (:func:`theory.sgd_expansion.sgd_correction`)."""
         t = times("t", t)
         P = self._flow_qqt(t)
-        if self.method == "first_order":
+        if self.method in _CORRECTED:
             h = t.reshape(-1) / self.tau
             fin = np.isfinite(h)  # t = ∞: the fixed point, which SGD shares (δ → 0)
             if fin.any():
@@ -283,8 +288,8 @@ class BalancedSolution:
         last = self._memo.get("delta")
         if last is None or last[0] != key:  # one integration serves W_tot, the RSM and the loss at the same times
             s_max = float(self.s.max(initial=0.0))
-            self._memo["delta"] = (key, first_order_correction(lambda x: self._flow_qqt(np.asarray(x * self.tau)),
-                                                               self.target, self.eta, h, s_max))
+            self._memo["delta"] = (key, sgd_correction(lambda x: self._flow_qqt(np.asarray(x * self.tau)),
+                                                       self.target, self.eta, h, s_max, _CORRECTED[self.method]))
         return self._memo["delta"][1]
 
     def _flow_qqt(self, t: np.ndarray) -> np.ndarray:
@@ -336,16 +341,17 @@ def balanced_solution(X: ArrayLike, Y: ArrayLike, weights: Sequence[ArrayLike], 
     Riccati form needs Σˣˣ = I) and depth 2. λ defaults to :func:`measured_lambda`; the init must be λ-balanced
     within :data:`BALANCE_RTOL` (:func:`balance_deviation`) unless ``approximate=True``, which applies the same
     formula to any init (then ``.exact`` is False: the conserved D − λI is ignored). ``method``: 'continuous'
-    (gradient flow, exact), 'first_order' (the flow plus SGD's first-order correction of P, error O((ηs)²):
-    :mod:`theory.first_order`) or 'finite_lr' (the rate-corrected form of the module docstring; needs η·max f < 1).
-    η = 2·lr/(P·N_out) ('mean'), τ = 1/η epochs. Reference: Braun et al., NeurIPS 2022; Dominé et al., ICLR 2025.
+    (gradient flow, exact), 'first_order' / 'second_order' (the flow plus SGD's correction of P to that order, error
+    O((ηs)²) / O((ηs)³): :mod:`theory.sgd_expansion`) or 'finite_lr' (the rate-corrected form of the module
+    docstring; needs η·max f < 1). η = 2·lr/(P·N_out) ('mean'), τ = 1/η epochs. Reference: Braun et al., NeurIPS
+    2022; Dominé et al., ICLR 2025.
     """
     X = as_float_array("X", X, ndim=2)
     Y = as_float_array("Y", Y, ndim=2)
     if X.shape[0] != Y.shape[0]:
         raise ValueError(f"X and Y must have the same number of rows (samples), got X.shape={X.shape}, "
                          f"Y.shape={Y.shape}")
-    choice("method", method, ("continuous", "finite_lr", "first_order"))
+    choice("method", method, ("continuous", "finite_lr", *_CORRECTED))
     if not isinstance(approximate, (bool, np.bool_)):
         raise ValueError(f"approximate must be True or False, got {approximate!r}")
     if not is_whitened(X):
