@@ -288,8 +288,8 @@ class BalancedSolution:
         last = self._memo.get("delta")
         if last is None or last[0] != key:  # one integration serves W_tot, the RSM and the loss at the same times
             s_max = float(self.s.max(initial=0.0))
-            self._memo["delta"] = (key, sgd_correction(lambda x: self._flow_qqt(np.asarray(x * self.tau)),
-                                                       self.target, self.eta, h, s_max, _CORRECTED[self.method]))
+            self._memo["delta"] = (key, sgd_correction(self.O @ self.A0, self.target, self.eta, h, s_max,
+                                                       _CORRECTED[self.method]))
         return self._memo["delta"][1]
 
     def _flow_qqt(self, t: np.ndarray) -> np.ndarray:

@@ -1,48 +1,48 @@
-r"""SGD's iterates from a depth-2 gradient-flow solution: the first two terms of its global error expansion.
+r"""SGD's iterates from a depth-2 gradient flow: the first two terms of its global error expansion.
 
 **The map and its flow.** For a depth-2 net with whitened inputs, in the reduced coordinates of
-:func:`theory.state.exact_state`, stack ``Q = [B₁ᵀ; B₂]`` and ``P = QQᵀ`` (``(C+R) × (C+R)``; its R × C block is the
-mode matrix ``M̄ = B₂B₁``). One SGD step is exactly ``Q ← (I + ηΓ)Q`` with ``Γ = [[0, Eᵀ], [E, 0]]``,
-``E = S̄ − M̄``, so on P::
+:func:`theory.state.exact_state`, stack ``Q = [B₁ᵀ; B₂]`` ((C+R) × N_h); ``P = QQᵀ`` has the mode matrix
+``M̄ = B₂B₁`` as its R × C block. One SGD step is exactly the Euler step of the flow ``dQ/dh = F(Q)``::
 
-    P_{k+1} = Φ_η(P_k) = P_k + η g(P_k) + η² q(P_k),      g(P) = ΓP + PΓ,   q(P) = ΓPΓ
+    Q_{k+1} = Q_k + η F(Q_k),      F(Q) = Γ(QQᵀ) Q,      Γ(P) = [[0, Eᵀ], [E, 0]],  E = S̄ − P_RC
 
-(exactly: no higher powers of η), and gradient flow is ``dP/dh = g(P)`` (h = t/τ, τ = 1/η epochs). Γ is affine in
-P: ``Γ(P + X) = Γ(P) − Γ₁(X)`` with ``Γ₁(X) = [[0, X_RCᵀ], [X_RC, 0]]``, so every derivative is a matrix
-polynomial::
+(h = t/τ, τ = 1/η epochs). Γ is affine in P: ``Γ(P + X) = Γ(P) − Γ₁(X)``, ``Γ₁(X) = [[0, X_RCᵀ], [X_RC, 0]]``, so
+every derivative is a matrix polynomial (S(X, Y) = XYᵀ + YXᵀ)::
 
-    g'[X] = ΓX + XΓ − Γ₁(X)P − PΓ₁(X),     g''[X, Y] = −Γ₁(X)Y − YΓ₁(X) − Γ₁(Y)X − XΓ₁(Y),
-    q'[X] = ΓXΓ − Γ₁(X)PΓ − ΓPΓ₁(X).
+    F'[X] = ΓX − Γ₁(S(Q, X)) Q,     F''[X, Y] = −Γ₁(S(X, Y)) Q − Γ₁(S(Q, X)) Y − Γ₁(S(Q, Y)) X.
 
-**The modified equation.** The map is the time-η flow of ``dP/dh = g + η f₁ + η² f₂ + …`` (Hairer, Lubich &
+**The modified equation.** The map is the time-η flow of ``dQ/dh = F + η f₁ + η² f₂ + …`` (Hairer, Lubich &
 Wanner, *Geometric Numerical Integration*, §IX.1), matching powers of η in the flow's Taylor series
-``P + ηf + η²/2 f'f + η³/6 (f''(f, f) + f'f'f)`` against Φ_η::
+``Q + ηf + η²/2 f'f + η³/6 (f''(f, f) + f'f'f)`` against the Euler step::
 
-    f₁ = q − ½ g'[g],      f₂ = −½ g'[f₁] − ½ q'[g] + (g''[g, g] + g'[g'[g]]) / 12.
+    f₁ = −½ F'[F],      f₂ = −½ F'[f₁] + (F''[F, F] + F'[F'[F]]) / 12.
 
-**The expansion** (Hairer, Nørsett & Wanner, *Solving ODEs I*, Thm II.8.1): ``P_k = P(kη) + η δ(kη) + η² ε(kη)
-+ O(η³)``, with the flow's own P(h) (a closed form) and, from δ(0) = ε(0) = 0::
+**The expansion** (Hairer, Nørsett & Wanner, *Solving ODEs I*, Thm II.8.1): ``Q_k = Q(kη) + η δ(kη) + η² ε(kη)
++ O(η³)`` along the flow's own Q(h), from δ(0) = ε(0) = 0::
 
-    dδ/dh = g'[δ] + f₁(P),
-    dε/dh = g'[ε] + ½ g''[δ, δ] + f₁'[δ] + f₂(P),      f₁'[X] = q'[X] − ½ (g''[X, g] + g'[g'[X]])
+    dδ/dh = F'[δ] + f₁(Q),
+    dε/dh = F'[ε] + ½ F''[δ, δ] + f₁'[δ] + f₂(Q),      f₁'[X] = −½ (F''[X, F] + F'[F'[X]])
 
-two linear ODEs along a known path, integrated together by DOP853. ``order=1`` returns δ (error O(η²)),
-``order=2`` returns δ + ηε (error O(η³)). Both vanish at a stable fixed point (E = 0 there: g = f₁ = f₂ = 0), so
-t = ∞ is the flow's fixed point. Measured on the tutorial's λ-balanced run (γ 3, λ 7.08), max |M̄ − M̄_SGD| / s₁:
-flow 0.31·ηs₁; first order 0.145·(ηs₁)² (η s₁ 1e-3 … 0.39); second order 7.7e-3 at lr = 100 (η s₁ 0.39), 9.4e-4,
-1.2e-4, 1.5e-5 at lr 50, 25, 12.5 (order 3).
+integrated with Q itself (DOP853). Hence ``P_k = P(kη) + η (Qδᵀ + δQᵀ) + η² (Qεᵀ + εQᵀ + δδᵀ) + O(η³)``:
+``order=1`` returns the η term's coefficient (error O(η²)), ``order=2`` both (error O(η³)). **Why Q, not P:** the
+iterates have rank ≤ N_h; an expansion in P-space lets its corrections leave that set, and with a bottleneck
+(N_h below the number of modes) the flow's fixed point repels P-perturbations along the unlearned modes (Γ keeps
+their residual: rates ≈ 2s) — measured on a 50-item table with N_h = 20, the P-space correction was exact to
+1e-5 of s₁ for 350 epochs and then grew to 0.47. In Q-space every perturbation is a weight perturbation, and the
+fixed point attracts them (up to the hidden rotations, which leave P unchanged). Both vanish at a stable fixed
+point (F = f₁ = f₂ = 0), so t = ∞ is the flow's fixed point. Measured on the tutorial's λ-balanced run (γ 3, λ 7.08),
+max |M̄ − M̄_SGD| / s₁: flow 0.31·ηs₁; first order 0.145·(ηs₁)² (η s₁ 1e-3 … 0.39); second order 7.7e-3 at
+lr = 100 (η s₁ 0.39), 9.4e-4, 1.2e-4, 1.5e-5 at lr 50, 25, 12.5 (order 3).
 
 **Domain:** an expansion in η δ against s. A long escape from a small init at a large η s makes δ grow secularly
 (the escape's timing error) and the expansion fails; so can a lazy init's fast directions over a long run.
-:data:`EXPANSION_MAX_GAP` bounds the first-order term: the integration stops there and refuses.
+:data:`EXPANSION_MAX_GAP` bounds the first-order term of M̄: the integration stops there and refuses.
 
 Glossary: η per-epoch rate (η = 2·lr/(P·N_out)); h = t/τ; S̄ (R, C) the reduced target; C, R the reduced input and
-output dimensions; P (C+R, C+R) the reduced QQᵀ; δ, ε its first- and second-order corrections (units of P per unit
-η and per unit η²); f₁, f₂ the modified equation's terms.
+output dimensions; Q (C+R, N_h) the reduced weight stack, P = QQᵀ; δ, ε its first- and second-order corrections
+(units of Q per unit η and per unit η²); f₁, f₂ the modified equation's terms.
 """
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 
@@ -75,49 +75,51 @@ def _gamma(E: np.ndarray, C: int) -> np.ndarray:
     return G
 
 
-def _rhs(P: np.ndarray, target: np.ndarray, delta: np.ndarray, eps: np.ndarray | None) -> list[np.ndarray]:
-    """dδ/dh (and dε/dh when ``eps`` is given) at the flow's P (module docstring's equations)."""
+def _rhs(Q: np.ndarray, target: np.ndarray, delta: np.ndarray | None, eps: np.ndarray | None) -> list[np.ndarray]:
+    """dQ/dh, then dδ/dh (when ``delta`` is given) and dε/dh (when ``eps`` is given): the module docstring's
+    equations."""
     C = target.shape[1]
-    G = _gamma(target - P[C:, :C], C)
+    G = _gamma(target - Q[C:] @ Q[:C].T, C)
 
-    def g1(X: np.ndarray) -> np.ndarray:  # Γ₁(X): Γ(P + X) = Γ(P) − Γ₁(X)
-        return _gamma(X[C:, :C], C)
+    def g1(X: np.ndarray, Y: np.ndarray) -> np.ndarray:  # Γ₁(XYᵀ + YXᵀ): only its R × C block is needed
+        return _gamma(X[C:] @ Y[:C].T + Y[C:] @ X[:C].T, C)
 
-    def gp(X: np.ndarray) -> np.ndarray:  # g'[X]
-        d = g1(X)
-        return G @ X + X @ G - d @ P - P @ d
+    def fp(X: np.ndarray) -> np.ndarray:  # F'[X]
+        return G @ X - g1(Q, X) @ Q
 
-    def gpp(X: np.ndarray, Y: np.ndarray) -> np.ndarray:  # g''[X, Y]
-        a, b = g1(X), g1(Y)
-        return -(a @ Y + Y @ a + b @ X + X @ b)
+    def fpp(X: np.ndarray, Y: np.ndarray) -> np.ndarray:  # F''[X, Y]
+        return -(g1(X, Y) @ Q + g1(Q, X) @ Y + g1(Q, Y) @ X)
 
-    def qp(X: np.ndarray) -> np.ndarray:  # q'[X]
-        d = g1(X)
-        GP = G @ P
-        return G @ X @ G - d @ GP.T - GP @ d  # PΓ = (ΓP)ᵀ: P and Γ are symmetric
-
-    g = G @ P
-    g = g + g.T
-    gg = gp(g)
-    f1 = G @ P @ G - 0.5 * gg
-    out = [gp(delta) + f1]
+    F = G @ Q
+    out = [F]
+    if delta is None:
+        return out
+    FF = fp(F)
+    f1 = -0.5 * FF
+    out.append(fp(delta) + f1)
     if eps is not None:
-        f2 = -0.5 * gp(f1) - 0.5 * qp(g) + (gpp(g, g) + gp(gg)) / 12.0
-        f1p = qp(delta) - 0.5 * (gpp(delta, g) + gp(gp(delta)))
-        out.append(gp(eps) + 0.5 * gpp(delta, delta) + f1p + f2)
+        f2 = -0.5 * fp(f1) + (fpp(F, F) + fp(FF)) / 12.0
+        f1p = -0.5 * (fpp(delta, F) + fp(fp(delta)))
+        out.append(fp(eps) + 0.5 * fpp(delta, delta) + f1p + f2)
     return out
 
 
-def sgd_correction(P_at: Callable[[float], np.ndarray], target: np.ndarray, eta: float, h: np.ndarray,
-                   s_max: float, order: int = 1) -> np.ndarray:
-    r"""SGD's P at epoch t = h·τ is ``P(h) + η c(h) + O(η^{order+1})``; returns c (len(h), C+R, C+R): δ for
-    ``order=1``, δ + ηε for ``order=2`` (module docstring).
+def _sym(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """ABᵀ + BAᵀ over the last two axes."""
+    X = A @ np.swapaxes(B, -1, -2)
+    return X + np.swapaxes(X, -1, -2)
 
-    ``P_at(h)`` the flow's P at one τ-time h ≥ 0; ``target`` S̄ (R, C); ``eta`` η; ``h`` finite τ-times ≥ 0 (any
-    order); ``s_max`` the largest singular value of Σʸˣ. The flow must be the one of these reduced coordinates
-    (whitened inputs, depth 2). Raises ``ValueError`` as soon as the first-order term η·|δ_M̄| exceeds
-    :data:`EXPANSION_MAX_GAP`·s_max (outside the expansion's domain; the integration stops there, so a correction
-    that grows without bound costs no more than reaching the bound), or past :data:`EXPANSION_MAX_CALLS`.
+
+def sgd_correction(Q0: np.ndarray, target: np.ndarray, eta: float, h: np.ndarray, s_max: float,
+                   order: int = 1) -> np.ndarray:
+    r"""SGD's P at epoch t = h·τ is ``P(h) + η c(h) + O(η^{order+1})``; returns c (len(h), C+R, C+R):
+    ``Qδᵀ + δQᵀ`` for ``order=1``, plus ``η (Qεᵀ + εQᵀ + δδᵀ)`` for ``order=2`` (module docstring).
+
+    ``Q0`` the reduced weight stack [B₁ᵀ; B₂] at t = 0 ((C+R) × N_h); ``target`` S̄ (R, C); ``eta`` η; ``h`` finite
+    τ-times ≥ 0 (any order); ``s_max`` the largest singular value of Σʸˣ. Whitened inputs, depth 2. Raises
+    ``ValueError`` as soon as the first-order term of M̄, η·|(Qδᵀ + δQᵀ)_RC|, exceeds :data:`EXPANSION_MAX_GAP`·s_max
+    (outside the expansion's domain; the integration stops there, so a correction that grows without bound costs no
+    more than reaching the bound), or past :data:`EXPANSION_MAX_CALLS`.
     """
     from scipy.integrate import solve_ivp  # lazy: scipy is imported only where a theory needs it
 
@@ -125,8 +127,8 @@ def sgd_correction(P_at: Callable[[float], np.ndarray], target: np.ndarray, eta:
         raise ValueError(f"order must be one of {ORDERS}, got {order=!r}")
     h = np.asarray(h, dtype=np.float64)
     R, C = target.shape
-    n = C + R
-    m = n * n
+    n, k = Q0.shape
+    m = n * k
     scale = max(float(np.abs(target).max(initial=0.0)), np.finfo(float).tiny)
 
     calls = [0]
@@ -135,24 +137,29 @@ def sgd_correction(P_at: Callable[[float], np.ndarray], target: np.ndarray, eta:
         calls[0] += 1
         if calls[0] > EXPANSION_MAX_CALLS:
             raise _TooStiff(hh)
-        parts = _rhs(P_at(hh), target, y[:m].reshape(n, n), y[m:].reshape(n, n) if order == 2 else None)
+        parts = _rhs(y[:m].reshape(n, k), target, y[m:2 * m].reshape(n, k),
+                     y[2 * m:].reshape(n, k) if order == 2 else None)
         return np.concatenate([p.ravel() for p in parts])
 
     limit = EXPANSION_MAX_GAP * s_max / eta
 
     def beyond(hh: float, y: np.ndarray) -> float:  # crosses 0 when the term η|δ_M̄| reaches the domain's bound
-        return limit - float(np.abs(y[:m].reshape(n, n)[C:, :C]).max(initial=0.0))
+        Q, d = y[:m].reshape(n, k), y[m:2 * m].reshape(n, k)
+        return limit - float(np.abs(Q[C:] @ d[:C].T + d[C:] @ Q[:C].T).max(initial=0.0))
 
     beyond.terminal = True  # type: ignore[attr-defined]
     out = np.zeros((h.size, n, n))
     grid = np.unique(h[h > 0])
     if grid.size:
-        # ε is η⁻¹ smaller in P's units than δ: its absolute tolerance is scaled so that η²ε is resolved as ηδ is
-        atol = np.full(order * m, EXPANSION_RTOL * scale)
-        atol[m:] /= max(eta, np.finfo(float).tiny)
+        # Q's entries are O(√s); δ's and ε's carry η⁻¹ and η⁻² per unit of Q: their absolute tolerances are scaled
+        # so that ηδ and η²ε are resolved as Q is
+        qscale = np.sqrt(scale)
+        atol = np.concatenate([np.full(m, EXPANSION_RTOL * qscale * max(eta, np.finfo(float).tiny) ** -i)
+                               for i in range(order + 1)])
+        y0 = np.concatenate([Q0.ravel(), np.zeros(order * m)])
         try:
-            sol = solve_ivp(rhs, (0.0, float(grid[-1])), np.zeros(order * m), t_eval=grid, method="DOP853",
-                            rtol=EXPANSION_RTOL, atol=atol, events=beyond)
+            sol = solve_ivp(rhs, (0.0, float(grid[-1])), y0, t_eval=grid, method="DOP853", rtol=EXPANSION_RTOL,
+                            atol=atol, events=beyond)
         except _TooStiff as stop:
             raise ValueError(f"SGD's correction (order {order}) needs more than EXPANSION_MAX_CALLS = "
                              f"{EXPANSION_MAX_CALLS} flow evaluations to reach epoch {grid[-1] / eta:.6g} (stopped "
@@ -169,6 +176,10 @@ def sgd_correction(P_at: Callable[[float], np.ndarray], target: np.ndarray, eta:
             raise ValueError(f"SGD's correction (order {order}) could not be integrated to h = {grid[-1]:.6g}: "
                              f"{sol.message}")
         vals = sol.y.T
-        c = vals[:, :m] if order == 1 else vals[:, :m] + eta * vals[:, m:]
-        out[h > 0] = c.reshape(-1, n, n)[np.searchsorted(grid, h[h > 0])]
-    return 0.5 * (out + np.swapaxes(out, -1, -2))
+        Q, d = vals[:, :m].reshape(-1, n, k), vals[:, m:2 * m].reshape(-1, n, k)
+        c = _sym(Q, d)
+        if order == 2:
+            e = vals[:, 2 * m:].reshape(-1, n, k)
+            c = c + eta * (_sym(Q, e) + d @ np.swapaxes(d, -1, -2))
+        out[h > 0] = c[np.searchsorted(grid, h[h > 0])]
+    return out
