@@ -151,9 +151,10 @@ def sgd_correction(Q0: np.ndarray, target: np.ndarray, eta: float, h: np.ndarray
     out = np.zeros((h.size, n, n))
     grid = np.unique(h[h > 0])
     if grid.size:
-        # Q's entries are O(√s); δ's and ε's carry η⁻¹ and η⁻² per unit of Q: their absolute tolerances are scaled
-        # so that ηδ and η²ε are resolved as Q is
-        qscale = np.sqrt(scale)
+        # Q's entries grow from the init's size to O(√s): the absolute tolerance is set by the smaller (a small init's
+        # escape needs Q resolved relative to itself: its timing error is the correction's); δ's and ε's carry η⁻¹
+        # and η⁻² per unit of Q, so that ηδ and η²ε are resolved as Q is
+        qscale = min(np.sqrt(scale), max(float(np.abs(Q0).max(initial=0.0)), np.finfo(float).tiny))
         atol = np.concatenate([np.full(m, EXPANSION_RTOL * qscale * max(eta, np.finfo(float).tiny) ** -i)
                                for i in range(order + 1)])
         y0 = np.concatenate([Q0.ravel(), np.zeros(order * m)])
