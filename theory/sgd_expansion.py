@@ -67,6 +67,10 @@ class _TooStiff(Exception):
     """Raised inside the integration when it exceeds EXPANSION_MAX_CALLS (carries the τ-time reached)."""
 
 
+class _Overflow(Exception):
+    """Raised inside the integration when a derivative is not finite (carries the τ-time reached)."""
+
+
 def _gamma(E: np.ndarray, C: int) -> np.ndarray:
     n = C + E.shape[0]
     G = np.zeros((n, n))
@@ -137,9 +141,13 @@ def sgd_correction(Q0: np.ndarray, target: np.ndarray, eta: float, h: np.ndarray
         calls[0] += 1
         if calls[0] > EXPANSION_MAX_CALLS:
             raise _TooStiff(hh)
-        parts = _rhs(y[:m].reshape(n, k), target, y[m:2 * m].reshape(n, k),
-                     y[2 * m:].reshape(n, k) if order == 2 else None)
-        return np.concatenate([p.ravel() for p in parts])
+        with np.errstate(over="ignore", invalid="ignore"):  # a trial step past a fast transient: refused below
+            parts = _rhs(y[:m].reshape(n, k), target, y[m:2 * m].reshape(n, k),
+                         y[2 * m:].reshape(n, k) if order == 2 else None)
+            out = np.concatenate([p.ravel() for p in parts])
+        if not np.isfinite(out).all():
+            raise _Overflow(hh)
+        return out
 
     limit = EXPANSION_MAX_GAP * s_max / eta
 
@@ -161,6 +169,11 @@ def sgd_correction(Q0: np.ndarray, target: np.ndarray, eta: float, h: np.ndarray
         try:
             sol = solve_ivp(rhs, (0.0, float(grid[-1])), y0, t_eval=grid, method="DOP853", rtol=EXPANSION_RTOL,
                             atol=atol, events=beyond)
+        except _Overflow as stop:
+            raise ValueError(f"SGD's correction (order {order}) left the finite numbers at epoch "
+                             f"{stop.args[0] / eta:.6g}: the flow has a transient too fast for this expansion there "
+                             "(e.g. a large init's own output decaying within a few steps); use method='continuous' or "
+                             "theory.predictor(..., theory='exact')") from None
         except _TooStiff as stop:
             raise ValueError(f"SGD's correction (order {order}) needs more than EXPANSION_MAX_CALLS = "
                              f"{EXPANSION_MAX_CALLS} flow evaluations to reach epoch {grid[-1] / eta:.6g} (stopped "
