@@ -158,3 +158,22 @@ def test_corrected_forms_stay_exact_at_a_bottleneck_fixed_point(method):
     err = np.abs(sol.mode_matrix(t) - ref).max(axis=(1, 2)) / 2.0
     late = t > 30.0 * flow.tau
     assert err.max() <= 0.1 * err_flow.max() and err[late].max() <= 0.1 * err_flow[late].max()
+
+
+def test_a_non_finite_derivative_is_a_refusal_naming_the_epoch(monkeypatch):
+    """A trial step past a fast transient (the output-lazy tutorial init at γ = 100) overflowed inside the
+    integrator: warnings, then NaNs. Now the first non-finite derivative stops it with a ValueError."""
+    import theory.sgd_expansion as expansion
+
+    real, calls = expansion._rhs, [0]
+
+    def blows_up(*args):
+        calls[0] += 1
+        parts = real(*args)
+        return parts if calls[0] < 40 else [np.full_like(p, np.inf) for p in parts]
+
+    monkeypatch.setattr(expansion, "_rhs", blows_up)
+    X, Y = whitened_problem([2.0, 1.6, 1.3], 4, 6)
+    sol = balanced_solution(X, Y, balanced_weights(3, 4, 6, 0.5, 0.5, 1), 1.0, method="second_order")
+    with pytest.raises(ValueError, match="left the finite numbers at epoch"):
+        sol.mode_matrix(np.arange(0.0, 20.0 * sol.tau))
