@@ -37,8 +37,8 @@ Saxe's form with e^{2st/τ} → (1+ηs)^{2t}. Its error comes from the saturatio
 1 − η(f_i + f_j) per step and this map by 1/((1 + ηf_i)(1 + ηf_j)): first order in η·s, and in the lazy regime
 (large λ, no escape phase) it is no better than the flow (measured: bench/lazy_rich_table.py). Needs η·max|f| < 1.
 
-**SGD's corrections** (``method='first_order'``, ``'second_order'``). The flow's P plus η δ(t) (+ η² ε(t)), the
-first (two) terms of SGD's global error expansion, linear ODEs along this closed form (:mod:`theory.sgd_expansion`):
+**SGD's corrections** (``method='first_order'``, ``'second_order'``). The flow's P plus SGD's global error
+expansion to that order, linear ODEs in weight space along the flow, integrated with it (:mod:`theory.sgd_expansion`):
 error O((η s)²) — 0.145·(η s₁)² of s₁ on the tutorial's λ-balanced run (γ 3, λ 7.08) for η s₁ from 1e-3 to 0.39,
 where the flow is off by 0.31·η s₁ and the rate-corrected form by about as much — and O((η s)³) (7.7e-3 of s₁ at
 lr = 100, η s₁ = 0.39). They correct P (W_tot, W₁ᵀW₁, the RSM, the loss), not a factor of P: ``factor``/``weights``
