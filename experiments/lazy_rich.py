@@ -42,7 +42,7 @@ import torch
 import saxe
 import theory
 from saxe.models import balanced_init_
-from theory.balanced import balanced_solution, measured_lambda
+from theory.balanced import CORRECTED_ORDERS, balanced_solution, measured_lambda
 from theory.ntk import ntk_relative_change, relative_change
 
 __all__ = ["LazyRichRow", "lazy_rich", "lazy_rich_figure", "expected_lambda", "DEFAULT_GAMMAS", "STABLE_FRACTION",
@@ -61,8 +61,6 @@ N_EVAL = 400
 LAZY_W1_GAMMA = 1e-6
 # Longest run (reduced engine ~0.1 ms per epoch): bounds the cost of a small lr.
 MAX_EPOCHS = 200_000
-# The methods with SGD's corrections (theory.sgd_expansion): a refusal outside their domain is a NaN error, not a stop.
-_CORRECTED = ("first_order", "second_order")
 
 
 @dataclass(frozen=True)
@@ -122,7 +120,7 @@ def _one(X, Y, kind: str, gamma: float, lr: float, seed: int, sizes, s1: float) 
     lr_used = min(lr, STABLE_FRACTION * 2.0 / (per_lr * sharp))
     sols = {m: balanced_solution(X, Y, w0, lr_used, method=m, approximate=approx) for m in ("continuous", "finite_lr")}
     n = max(_epochs_to_converge(sol, s1) for sol in sols.values())
-    for m in _CORRECTED:
+    for m in CORRECTED_ORDERS:
         sols[m] = balanced_solution(X, Y, w0, lr_used, method=m, approximate=approx)
     net = saxe.make_net(sizes[0], [sizes[1]], sizes[2]).double()
     with torch.no_grad():
@@ -135,7 +133,7 @@ def _one(X, Y, kind: str, gamma: float, lr: float, seed: int, sizes, s1: float) 
         try:
             sv = np.linalg.svd(sol.mode_matrix(k.astype(float)), compute_uv=False)[:, : rec.modes.shape[1]]
         except ValueError:
-            if m not in _CORRECTED:
+            if m not in CORRECTED_ORDERS:
                 raise
             errors[m] = float("nan")  # outside its domain (theory.sgd_expansion: EXPANSION_MAX_GAP / _MAX_CALLS)
             continue

@@ -69,7 +69,7 @@ from .sgd_expansion import sgd_correction
 from .state import chained_weights, exact_state, is_whitened
 
 __all__ = ["BalancedSolution", "balanced_solution", "measured_lambda", "balance_deviation", "BALANCE_RTOL",
-           "MAX_STEP_EXPONENT", "CONVERGED_RTOL"]
+           "CORRECTED_ORDERS", "MAX_STEP_EXPONENT", "CONVERGED_RTOL"]
 
 # Largest ‖W₂ᵀW₂ − W₁W₁ᵀ − λI‖_F / (‖W₁W₁ᵀ‖_F + ‖W₂ᵀW₂‖_F) accepted as λ-balanced: float32 inits (the tutorial's
 # dtype) round at ~1e-7 relative; a random init deviates by O(0.1–1), so 1e-5 only lets rounding through.
@@ -81,8 +81,8 @@ MAX_STEP_EXPONENT = 300.0
 CONVERGED_RTOL = 1e-14
 # A singular value below this multiple of ε·size·s_max is rounding noise of io_svd and counts as 0.
 ZERO_S_FACTOR = 10.0
-# The methods that add SGD's global error expansion to the flow's P, and the order each integrates.
-_CORRECTED = {"first_order": 1, "second_order": 2}
+#: The methods that add SGD's global error expansion to the flow's P, and the order each integrates.
+CORRECTED_ORDERS = {"first_order": 1, "second_order": 2}
 
 
 # ------------------------------------------------------------------------------------------------ balance
@@ -253,7 +253,7 @@ class BalancedSolution:
     def factor(self, t: ArrayLike) -> np.ndarray:
         r"""A factor Q̃(t) = [B₁ᵀ; B₂] (…, C+R, N_h) in the reduced coordinates, Q̃Q̃ᵀ = P(t) (a hidden rotation
         of the true [V̄ᵀW₁ᵀ; ŪᵀW₂] stack, see module docstring). t in epochs, any shape; t = ∞ the fixed point."""
-        if self.method in _CORRECTED:
+        if self.method in CORRECTED_ORDERS:
             raise ValueError(f"the {self.method} form corrects P = QQᵀ (W_tot, the RSM, the loss), not a factor of "
                              "it: use method='continuous' for weights and the NTK")
         return self._flow_factor(t)
@@ -276,7 +276,7 @@ class BalancedSolution:
         (:func:`theory.sgd_expansion.sgd_correction`)."""
         t = times("t", t)
         P = self._flow_qqt(t)
-        if self.method in _CORRECTED:
+        if self.method in CORRECTED_ORDERS:
             h = t.reshape(-1) / self.tau
             fin = np.isfinite(h)  # t = ∞: the fixed point, which SGD shares (δ → 0)
             if fin.any():
@@ -289,7 +289,7 @@ class BalancedSolution:
         if last is None or last[0] != key:  # one integration serves W_tot, the RSM and the loss at the same times
             s_max = float(self.s.max(initial=0.0))
             self._memo["delta"] = (key, sgd_correction(self.O @ self.A0, self.target, self.eta, h, s_max,
-                                                       _CORRECTED[self.method]))
+                                                       CORRECTED_ORDERS[self.method]))
         return self._memo["delta"][1]
 
     def _flow_qqt(self, t: np.ndarray) -> np.ndarray:
@@ -351,7 +351,7 @@ def balanced_solution(X: ArrayLike, Y: ArrayLike, weights: Sequence[ArrayLike], 
     if X.shape[0] != Y.shape[0]:
         raise ValueError(f"X and Y must have the same number of rows (samples), got X.shape={X.shape}, "
                          f"Y.shape={Y.shape}")
-    choice("method", method, ("continuous", "finite_lr", *_CORRECTED))
+    choice("method", method, ("continuous", "finite_lr", *CORRECTED_ORDERS))
     if not isinstance(approximate, (bool, np.bool_)):
         raise ValueError(f"approximate must be True or False, got {approximate!r}")
     if not is_whitened(X):

@@ -79,9 +79,8 @@ def _gamma(E: np.ndarray, C: int) -> np.ndarray:
     return G
 
 
-def _rhs(Q: np.ndarray, target: np.ndarray, delta: np.ndarray | None, eps: np.ndarray | None) -> list[np.ndarray]:
-    """dQ/dh, then dδ/dh (when ``delta`` is given) and dε/dh (when ``eps`` is given): the module docstring's
-    equations."""
+def _rhs(Q: np.ndarray, target: np.ndarray, delta: np.ndarray, eps: np.ndarray | None) -> list[np.ndarray]:
+    """dQ/dh and dδ/dh, then dε/dh when ``eps`` is given: the module docstring's equations."""
     C = target.shape[1]
     G = _gamma(target - Q[C:] @ Q[:C].T, C)
 
@@ -95,12 +94,9 @@ def _rhs(Q: np.ndarray, target: np.ndarray, delta: np.ndarray | None, eps: np.nd
         return -(g1(X, Y) @ Q + g1(Q, X) @ Y + g1(Q, Y) @ X)
 
     F = G @ Q
-    out = [F]
-    if delta is None:
-        return out
     FF = fp(F)
     f1 = -0.5 * FF
-    out.append(fp(delta) + f1)
+    out = [F, fp(delta) + f1]
     if eps is not None:
         f2 = -0.5 * fp(f1) + (fpp(F, F) + fp(FF)) / 12.0
         f1p = -0.5 * (fpp(delta, F) + fp(fp(delta)))
@@ -130,7 +126,7 @@ def sgd_correction(Q0: np.ndarray, target: np.ndarray, eta: float, h: np.ndarray
     if isinstance(order, bool) or order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, got {order=!r}")
     h = np.asarray(h, dtype=np.float64)
-    R, C = target.shape
+    C = target.shape[1]
     n, k = Q0.shape
     m = n * k
     scale = max(float(np.abs(target).max(initial=0.0)), np.finfo(float).tiny)
