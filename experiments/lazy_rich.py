@@ -18,13 +18,14 @@ For each init scale γ two inits are trained (``saxe.train``, float64, full-batc
   bench/lazy_rich_table.py).
 Reported per γ and init: λ, deviation, the lr used (the requested lr, lowered to ``STABLE_FRACTION`` × the stable bound
 at the initial and at the predicted final weights when large γ needs it), the epochs, the theory-vs-training error
-``max_t |σ_α^theory(t) − σ_α^SGD(t)| / s₁`` (σ the singular values of W_tot, on ``N_EVAL`` epochs) for the flow,
-its first- and second-order SGD corrections (``method='first_order'``, ``'second_order'``,
-:mod:`theory.sgd_expansion`; NaN outside their domain) and the finite-lr forms,
-the same error of the flow form against the init's own exact gradient flow (:func:`theory.exact_flow`, solve_ivp:
-≈ 0 for λ-balanced inits, the imbalance's effect for random ones), and the
-relative changes from t = 0 to the end of ``K_h`` (the RSM, X W₁ᵀW₁ Xᵀ) and of the NTK Θ (:mod:`theory.ntk`),
-measured and predicted: ≈ 0 in the lazy regime (large γ), ≫ 1 in the rich one (small γ).
+``max_t |σ_α^theory(t) − σ_α^SGD(t)| / s₁`` (σ the singular values of W_tot, on ``N_EVAL`` epochs and the first
+``EARLY_EPOCHS``) for the flow, its first- and second-order SGD corrections (``method='first_order'``,
+``'second_order'``, :mod:`theory.sgd_expansion`; NaN outside their domain), the finite-lr forms and SGD's modified
+equation (``method='modified'``, :mod:`theory.modified_equation`, integrated from the init's own weights, so exact in
+its order for random inits too; NaN where it refuses), the same error of the flow form against the init's own exact
+gradient flow (:func:`theory.exact_flow`, solve_ivp: ≈ 0 for λ-balanced inits, the imbalance's effect for random
+ones), and the relative changes from t = 0 to the end of ``K_h`` (the RSM, X W₁ᵀW₁ Xᵀ) and of the NTK Θ
+(:mod:`theory.ntk`), measured and predicted: ≈ 0 in the lazy regime (large γ), ≫ 1 in the rich one (small γ).
 
 Glossary: γ init scale; λ balance (units of s); s₁ the top singular value of Σʸˣ = YᵀX; η = 2·lr/(P·N_out) per epoch;
 t epochs. Reference: Dominé et al., "From lazy to rich: exact learning dynamics in deep linear networks", ICLR 2025,
@@ -46,7 +47,7 @@ from theory.balanced import CORRECTED_ORDERS, balanced_solution, measured_lambda
 from theory.ntk import ntk_relative_change, relative_change
 
 __all__ = ["LazyRichRow", "lazy_rich", "lazy_rich_figure", "expected_lambda", "DEFAULT_GAMMAS", "STABLE_FRACTION",
-           "CONVERGED_FRACTION", "N_EVAL", "MAX_EPOCHS", "INITS", "LAZY_W1_GAMMA", "rows_as_dicts"]
+           "CONVERGED_FRACTION", "N_EVAL", "EARLY_EPOCHS", "MAX_EPOCHS", "INITS", "LAZY_W1_GAMMA", "rows_as_dicts"]
 
 INITS = ("balanced", "random", "balanced_lazy")
 DEFAULT_GAMMAS = (1e-6, 1e-4, 1e-2, 0.1, 1.0, 3.0, 10.0, 30.0, 100.0)
@@ -57,6 +58,9 @@ STABLE_FRACTION = 0.5
 CONVERGED_FRACTION = 1e-4
 # Epochs on which theory and training are compared (evenly spaced; the closed form costs ~0.4 ms per epoch).
 N_EVAL = 400
+# ... plus every one of the first EARLY_EPOCHS epochs: a large init's own output is unlearned in a fast transient of a
+# few steps, which an evenly spaced grid over a long run would step over.
+EARLY_EPOCHS = 100
 # W₁'s init scale for the output-lazy family: small enough that W₂W₁ ≈ 0 against s (O(1e-6·√λ)).
 LAZY_W1_GAMMA = 1e-6
 # Longest run (reduced engine ~0.1 ms per epoch): bounds the cost of a small lr.
@@ -77,6 +81,7 @@ class LazyRichRow:
     error_finite_lr: float
     error_first_order: float
     error_second_order: float
+    error_modified: float
     error_vs_flow: float
     rsm_change: float
     rsm_change_theory: float
@@ -120,22 +125,22 @@ def _one(X, Y, kind: str, gamma: float, lr: float, seed: int, sizes, s1: float) 
     lr_used = min(lr, STABLE_FRACTION * 2.0 / (per_lr * sharp))
     sols = {m: balanced_solution(X, Y, w0, lr_used, method=m, approximate=approx) for m in ("continuous", "finite_lr")}
     n = max(_epochs_to_converge(sol, s1) for sol in sols.values())
-    for m in CORRECTED_ORDERS:
+    for m in (*CORRECTED_ORDERS, "modified"):
         sols[m] = balanced_solution(X, Y, w0, lr_used, method=m, approximate=approx)
     net = saxe.make_net(sizes[0], [sizes[1]], sizes[2]).double()
     with torch.no_grad():
         for p, w in zip(saxe.weights(net), w0):
             p.copy_(torch.from_numpy(w))
     rec = saxe.train(net, X, Y, n, lr_used, engine="reduced")
-    k = np.unique(np.linspace(0, n, N_EVAL).astype(int))
+    k = np.unique(np.concatenate([np.arange(min(n, EARLY_EPOCHS) + 1), np.linspace(0, n, N_EVAL).astype(int)]))
     errors = {}
     for m, sol in sols.items():
         try:
             sv = np.linalg.svd(sol.mode_matrix(k.astype(float)), compute_uv=False)[:, : rec.modes.shape[1]]
         except ValueError:
-            if m not in CORRECTED_ORDERS:
+            if m not in (*CORRECTED_ORDERS, "modified"):
                 raise
-            errors[m] = float("nan")  # outside its domain (theory.sgd_expansion: EXPANSION_MAX_GAP / _MAX_CALLS)
+            errors[m] = float("nan")  # outside its domain (EXPANSION_MAX_GAP, MAX_ESTIMATE, the call limits)
             continue
         errors[m] = float(np.abs(sv - rec.modes[k]).max() / s1)
     # the init's own gradient flow (theory.state, solve_ivp): isolates the formula's error from the finite-lr one
@@ -148,6 +153,7 @@ def _one(X, Y, kind: str, gamma: float, lr: float, seed: int, sizes, s1: float) 
     return LazyRichRow(gamma=gamma, init=kind, lam=lam, deviation=dev, lr=lr_used, n_epochs=n,
                        error_continuous=errors["continuous"], error_finite_lr=errors["finite_lr"],
                        error_first_order=errors["first_order"], error_second_order=errors["second_order"],
+                       error_modified=errors["modified"],
                        error_vs_flow=float(np.abs(sv_form - sv_flow).max() / s1),
                        rsm_change=relative_change(rec.rsms[0], rec.rsms[-1]),
                        rsm_change_theory=relative_change(rsm_th[0], rsm_th[1]),

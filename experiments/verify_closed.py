@@ -6,10 +6,12 @@ r"""``saxe verify``'s closed forms past Saxe's assumptions: the theories added t
   the approach to s alternates, ``L·η·s^{2−2/L} ≥ 1`` (:func:`theory.max_monotone_eta`).
 * ``coupled_finite_lr`` — depth 2: the coupled (matrix) closed form from the actual init's mode matrix with the
   same per-mode finite-lr times (:func:`theory.coupled_modes_finite_lr`).
-* ``balanced`` / ``balanced_first_order`` / ``balanced_second_order`` / ``balanced_finite_lr`` — runs from a
-  λ-balanced init (``init='balanced'``): the exact gradient-flow solution of :mod:`theory.balanced`, the same plus
-  SGD's first- and second-order corrections (:mod:`theory.sgd_expansion`, errors O((ηs)²) and O((ηs)³)) and the
-  labelled finite-lr variant.
+* ``modified_equation`` — depth 2, random init: SGD's modified equation (order 3 with its linear tail summed,
+  :mod:`theory.modified_equation`) integrated from the actual init's weights, with its error estimate.
+* ``balanced`` / ``balanced_first_order`` / ``balanced_second_order`` / ``balanced_finite_lr`` /
+  ``balanced_modified`` — runs from a λ-balanced init (``init='balanced'``): the exact gradient-flow solution of
+  :mod:`theory.balanced`, the same plus SGD's first- and second-order corrections (:mod:`theory.sgd_expansion`,
+  errors O((ηs)²) and O((ηs)³)), the labelled finite-lr variant, and SGD's modified equation (error O((ηs)⁴)).
 
 All are approximations of SGD (each assumes something the network does not do exactly), so they are reported,
 never checked: their measured gaps are the point. Every prediction is the (T, r) singular values in descending
@@ -47,23 +49,33 @@ def finite_lr_predictions(spec, w0: list[np.ndarray], a0: float, p) -> tuple[dic
             preds["coupled_finite_lr"] = {"modes": np.linalg.svd(M, compute_uv=False)}
         except ValueError as exc:
             reasons["coupled_finite_lr"] = str(exc)
+        try:
+            sol = theory.balanced_solution(spec.X, spec.Y, w0, spec.lr, method="modified")
+            preds["modified_equation"] = _balanced_observables(spec, sol, t)
+        except ValueError as exc:
+            reasons["modified_equation"] = str(exc)
     return preds, reasons
+
+
+def _balanced_observables(spec, sol, t: np.ndarray) -> dict:
+    """Modes (descending singular values), loss and RSM of a :class:`theory.BalancedSolution` at epochs t."""
+    r = min(spec.X.shape[1], spec.Y.shape[1])
+    return {"modes": np.linalg.svd(sol.mode_matrix(t), compute_uv=False)[..., :r], "loss": sol.loss(t, spec.Y),
+            "rsm": sol.rsm(t)}
 
 
 def balanced_predictions(spec, w0: list[np.ndarray]) -> tuple[dict, dict]:
     """``balanced`` (the exact gradient-flow solution from the λ-balanced init), ``balanced_first_order`` and
-    ``balanced_second_order`` (plus SGD's corrections to that order, :mod:`theory.sgd_expansion`) and
-    ``balanced_finite_lr``."""
+    ``balanced_second_order`` (plus SGD's corrections to that order, :mod:`theory.sgd_expansion`),
+    ``balanced_finite_lr`` and ``balanced_modified`` (SGD's modified equation, :mod:`theory.modified_equation`)."""
     t = np.arange(spec.n_epochs + 1, dtype=np.float64)
-    r = min(spec.X.shape[1], spec.Y.shape[1])
     preds, reasons = {}, {}
     for name, method in (("balanced", "continuous"), ("balanced_first_order", "first_order"),
-                         ("balanced_second_order", "second_order"), ("balanced_finite_lr", "finite_lr")):
+                         ("balanced_second_order", "second_order"), ("balanced_finite_lr", "finite_lr"),
+                         ("balanced_modified", "modified")):
         try:
             sol = theory.balanced_solution(spec.X, spec.Y, w0, spec.lr, method=method)
-            M = sol.mode_matrix(t)
-            preds[name] = {"modes": np.linalg.svd(M, compute_uv=False)[..., :r], "loss": sol.loss(t, spec.Y),
-                           "rsm": sol.rsm(t)}
+            preds[name] = _balanced_observables(spec, sol, t)
         except ValueError as exc:
             reasons[name] = str(exc)
     return preds, reasons

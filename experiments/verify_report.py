@@ -20,10 +20,12 @@ THEORY_STYLE = {"exact": ("tab:blue", "exact (theory state from the init weights
                 "continuous": ("tab:orange", "closed form (Saxe, a priori a₀)"),
                 "closed_finite_lr": ("tab:red", "finite-lr closed form (a priori a₀)"),
                 "coupled_finite_lr": ("tab:pink", "coupled closed form, finite-lr times"),
+                "modified_equation": ("black", "SGD's modified equation (order 3, from the init)"),
                 "balanced": ("tab:brown", "λ-balanced exact flow"),
                 "balanced_first_order": ("tab:gray", "λ-balanced flow + first-order SGD correction"),
                 "balanced_second_order": ("tab:cyan", "λ-balanced flow + second-order SGD correction"),
-                "balanced_finite_lr": ("tab:olive", "λ-balanced, finite-lr rates")}
+                "balanced_finite_lr": ("tab:olive", "λ-balanced, finite-lr rates"),
+                "balanced_modified": ("black", "SGD's modified equation (order 3)")}
 
 
 def _mode_colors(n: int):
@@ -158,8 +160,8 @@ def _paragraph(name: str, run: dict, result: dict) -> str:
     meas, cont, disc = (np.asarray(h[k], dtype=float) for k in ("measured", "continuous", "discrete"))
     ok = np.isfinite(meas) & np.isfinite(cont) & np.isfinite(disc)
     v = {th: (_check(result, f"{name}.modes.{th}") or {}).get("value") for th in
-         ("continuous", "discrete", "coupled", "exact", "closed_finite_lr", "coupled_finite_lr", "balanced",
-          "balanced_first_order", "balanced_second_order", "balanced_finite_lr")}
+         ("continuous", "discrete", "coupled", "exact", "closed_finite_lr", "coupled_finite_lr", "modified_equation",
+          "balanced", "balanced_first_order", "balanced_second_order", "balanced_finite_lr", "balanced_modified")}
     s = np.asarray(run["s"], dtype=float)
     eta_s = cfg["eta"] * s.max()
     parts = [_exact_sentence(name, run, result)]
@@ -212,6 +214,9 @@ def _closed_form_sentences(run: dict, v: dict) -> list[str]:
                    f"of s_max{ratio}.")
     if v["coupled_finite_lr"] is not None:
         out.append(f"The coupled closed form with finite-lr times is off by {v['coupled_finite_lr']:.2g} of s_max.")
+    if v["modified_equation"] is not None:
+        out.append(f"SGD's modified equation (order 3, integrated from this init's weights) is off by "
+                   f"{v['modified_equation']:.2g} of s_max.")
     if v["balanced"] is not None:
         out.append(f"From this λ-balanced init (λ = {cfg.get('lam', float('nan')):.4g}) the exact gradient-flow "
                    f"solution is off by {v['balanced']:.2g} of s_max from SGD (a flow, not the step-by-step map)"
@@ -219,8 +224,10 @@ def _closed_form_sentences(run: dict, v: dict) -> list[str]:
                       if v["balanced_first_order"] is not None else "")
                    + (f"; with its second-order correction by {v['balanced_second_order']:.2g}"
                       if v["balanced_second_order"] is not None else "")
-                   + (f"; with finite-lr rates by {v['balanced_finite_lr']:.2g}." if v["balanced_finite_lr"]
-                      is not None else "."))
+                   + (f"; with finite-lr rates by {v['balanced_finite_lr']:.2g}" if v["balanced_finite_lr"]
+                      is not None else "")
+                   + (f"; SGD's modified equation (order 3) by {v['balanced_modified']:.2g}."
+                      if v["balanced_modified"] is not None else "."))
     for th, why in (run.get("closed_forms_absent") or {}).items():
         out.append(f"No `{th}` here: {why}")
     return out

@@ -63,9 +63,12 @@ def test_closed_forms_past_saxes_assumptions(quick_run):
     assert by["tutorial_decoupled.modes.closed_finite_lr"] < 0.01  # the goal, ≤ 0.01 of s at lr = 100
     assert by["tutorial.modes.coupled_finite_lr"] < 0.1 * by["tutorial.modes.continuous"]
     assert by["balanced.modes.balanced"] < 0.5 * by["balanced.modes.continuous"]
+    # SGD's modified equation from the init's weights: ≤ 0.01 of s at lr = 100, random and λ-balanced inits alike
+    assert by["tutorial.modes.modified_equation"] < 0.01 and by["balanced.modes.balanced_modified"] < 0.01
+    assert by["balanced.modes.balanced_modified"] < by["balanced.modes.balanced_second_order"]
     assert m["runs"]["balanced"]["config"]["lam"] > 0
     report = (out / "report.md").read_text()
-    assert "finite-lr closed form" in report and "λ-balanced" in report
+    assert "finite-lr closed form" in report and "λ-balanced" in report and "modified equation" in report
 
 
 def test_deep_random_ensembles_a_priori(quick_run):

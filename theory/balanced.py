@@ -37,12 +37,14 @@ Saxe's form with e^{2st/τ} → (1+ηs)^{2t}. Its error comes from the saturatio
 1 − η(f_i + f_j) per step and this map by 1/((1 + ηf_i)(1 + ηf_j)): first order in η·s, and in the lazy regime
 (large λ, no escape phase) it is no better than the flow (measured: bench/lazy_rich_table.py). Needs η·max|f| < 1.
 
-**SGD's corrections** (``method='first_order'``, ``'second_order'``). The flow's P plus SGD's global error
-expansion to that order, linear ODEs in weight space along the flow, integrated with it (:mod:`theory.sgd_expansion`):
-error O((η s)²) — 0.145·(η s₁)² of s₁ on the tutorial's λ-balanced run (γ 3, λ 7.08) for η s₁ from 1e-3 to 0.39,
-where the flow is off by 0.31·η s₁ and the rate-corrected form by about as much — and O((η s)³) (7.7e-3 of s₁ at
-lr = 100, η s₁ = 0.39). They correct P (W_tot, W₁ᵀW₁, the RSM, the loss), not a factor of P: ``factor``/``weights``
-refuse them.
+**SGD's modified equation** (``method='modified'``, :mod:`theory.modified_equation`): the flow whose time-η map is
+the SGD step up to O(η⁵) per step (order 3, its linear tail summed), integrated from the init's own weights (no balance
+needed) with an error estimate from the orders 1–3; 2.4e-3 of s₁ on the tutorial's λ-balanced run at lr = 100
+(``saxe verify``), refused where a large init's transient is too fast for any truncated series.
+
+**SGD's corrections** (``method='first_order'``, ``'second_order'``): the flow's P plus SGD's global error expansion
+to that order (:mod:`theory.sgd_expansion`), error O((η s)²) and O((η s)³) (7.7e-3 of s₁ at lr = 100 on the
+tutorial's λ-balanced run). They correct P, not a factor of P: ``factor``/``weights`` refuse them.
 
 Glossary: X (P, N_in) with XᵀX = I; Y (P, N_out); Σʸˣ = YᵀX (sum over samples) = U S Vᵀ; W₁ (N_h, N_in),
 W₂ (N_out, N_h) torch layout; λ the balance (units of s); η = 2·lr/(P·N_out) per epoch, τ = 1/η epochs, t epochs,
@@ -62,14 +64,16 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._validate import as_float_array, choice, times
+from .balance import balance_deviation, measured_lambda
 from .correlations import io_svd, learning_rate_to_eta
 from .coupled import _fixed_point
+from .modified_equation import modified_prediction
 from .observables import end_to_end, gram_rsm, squared_error
 from .sgd_expansion import sgd_correction
 from .state import chained_weights, exact_state, is_whitened
 
 __all__ = ["BalancedSolution", "balanced_solution", "measured_lambda", "balance_deviation", "BALANCE_RTOL",
-           "CORRECTED_ORDERS", "MAX_STEP_EXPONENT", "CONVERGED_RTOL"]
+           "CORRECTED_ORDERS", "METHODS", "MAX_STEP_EXPONENT", "CONVERGED_RTOL"]
 
 # Largest ‖W₂ᵀW₂ − W₁W₁ᵀ − λI‖_F / (‖W₁W₁ᵀ‖_F + ‖W₂ᵀW₂‖_F) accepted as λ-balanced: float32 inits (the tutorial's
 # dtype) round at ~1e-7 relative; a random init deviates by O(0.1–1), so 1e-5 only lets rounding through.
@@ -83,41 +87,8 @@ CONVERGED_RTOL = 1e-14
 ZERO_S_FACTOR = 10.0
 #: The methods that add SGD's global error expansion to the flow's P, and the order each integrates.
 CORRECTED_ORDERS = {"first_order": 1, "second_order": 2}
-
-
-# ------------------------------------------------------------------------------------------------ balance
-def _gram_pair(W1, W2) -> tuple[np.ndarray, np.ndarray]:
-    W1 = as_float_array("W1", W1.detach().cpu().numpy() if hasattr(W1, "detach") else W1, ndim=2)
-    W2 = as_float_array("W2", W2.detach().cpu().numpy() if hasattr(W2, "detach") else W2, ndim=2)
-    if W2.shape[1] != W1.shape[0]:
-        raise ValueError(f"W2 must have N_h={W1.shape[0]} columns (W1 is (N_h, N_in) = {W1.shape}), got {W2.shape}")
-    return W1 @ W1.T, W2.T @ W2
-
-
-def measured_lambda(W1: ArrayLike, W2: ArrayLike) -> tuple[float, float]:
-    r"""Best-fit λ and relative deviation of any two-layer init from λ-balance.
-
-    ``D = W₂ᵀW₂ − W₁W₁ᵀ``; ``λ = tr D / N_h`` minimises ‖D − λI‖_F; the deviation is ``‖D − λI‖_F / ‖λI‖_F``
-    (``inf`` if λ = 0 ≠ D, 0 if D = 0). For the tutorial's random init (σ_l = γ/√(n_in + n_out)) the expectation is
-    ``λ ≈ γ²(N_out/(N_h+N_out) − N_in/(N_in+N_h))`` and the deviation is γ-independent (every term scales as γ²):
-    it measures the shape of D, not its size. W₁ (N_h, N_in), W₂ (N_out, N_h). Reference: Dominé et al., ICLR 2025.
-    """
-    g1, g2 = _gram_pair(W1, W2)
-    D = g2 - g1
-    n_h = D.shape[0]
-    lam = float(np.trace(D) / n_h)
-    rest = float(np.linalg.norm(D - lam * np.eye(n_h)))
-    if lam == 0.0:
-        return lam, (0.0 if rest == 0.0 else float("inf"))
-    return lam, rest / (abs(lam) * np.sqrt(n_h))
-
-
-def balance_deviation(W1: ArrayLike, W2: ArrayLike, lam: float) -> float:
-    """``‖W₂ᵀW₂ − W₁W₁ᵀ − λI‖_F / (‖W₁W₁ᵀ‖_F + ‖W₂ᵀW₂‖_F)`` (0 for zero weights): scale-free, defined at λ = 0."""
-    g1, g2 = _gram_pair(W1, W2)
-    scale = float(np.linalg.norm(g1) + np.linalg.norm(g2))
-    rest = float(np.linalg.norm(g2 - g1 - lam * np.eye(g1.shape[0])))
-    return 0.0 if scale == 0.0 else rest / scale
+#: Every method of :func:`balanced_solution` ('modified': SGD's modified equation, :mod:`theory.modified_equation`).
+METHODS = ("continuous", "finite_lr", *CORRECTED_ORDERS, "modified")
 
 
 # ------------------------------------------------------------------------------------------ eigen-system
@@ -256,7 +227,29 @@ class BalancedSolution:
         if self.method in CORRECTED_ORDERS:
             raise ValueError(f"the {self.method} form corrects P = QQᵀ (W_tot, the RSM, the loss), not a factor of "
                              "it: use method='continuous' for weights and the NTK")
+        if self.method == "modified":
+            t = times("t", t)
+            return self._modified(t.reshape(-1) / self.tau)[0].reshape(*t.shape, *self.A0.shape)
         return self._flow_factor(t)
+
+    def estimated_error(self, t: ArrayLike) -> float:
+        """``method='modified'``: the error estimate of M̄ over the epochs t, in units of s_max
+        (:func:`theory.modified_equation.modified_prediction`; below :data:`theory.modified_equation.MAX_ESTIMATE`,
+        else the prediction is refused)."""
+        if self.method != "modified":
+            raise ValueError(f"estimated_error is given by method='modified', this solution has method={self.method!r}")
+        return self._modified(times("t", t).reshape(-1) / self.tau)[1]
+
+    def _modified(self, h: np.ndarray) -> tuple[np.ndarray, float]:
+        key = h.tobytes()
+        last = self._memo.get("modified")
+        if last is None or last[0] != key:  # one integration serves W_tot, the RSM and the loss at the same times
+            if not np.isfinite(h).all():
+                raise ValueError("method='modified' integrates SGD's modified equation: ask for finite epochs t "
+                                 "(t = ∞ is the flow's fixed point, method='continuous')")
+            s_max = float(self.s.max(initial=0.0))
+            self._memo["modified"] = (key, modified_prediction(self.O @ self.A0, self.target, self.eta, h, s_max))
+        return self._memo["modified"][1]
 
     def _flow_factor(self, t: ArrayLike) -> np.ndarray:
         t = times("t", t)
@@ -275,6 +268,9 @@ class BalancedSolution:
         ``method='first_order'``/``'second_order'`` plus SGD's correction
         (:func:`theory.sgd_expansion.sgd_correction`)."""
         t = times("t", t)
+        if self.method == "modified":
+            Q = self.factor(t)
+            return Q @ np.swapaxes(Q, -1, -2)
         P = self._flow_qqt(t)
         if self.method in CORRECTED_ORDERS:
             h = t.reshape(-1) / self.tau
@@ -342,16 +338,18 @@ def balanced_solution(X: ArrayLike, Y: ArrayLike, weights: Sequence[ArrayLike], 
     within :data:`BALANCE_RTOL` (:func:`balance_deviation`) unless ``approximate=True``, which applies the same
     formula to any init (then ``.exact`` is False: the conserved D − λI is ignored). ``method``: 'continuous'
     (gradient flow, exact), 'first_order' / 'second_order' (the flow plus SGD's correction of P to that order, error
-    O((ηs)²) / O((ηs)³): :mod:`theory.sgd_expansion`) or 'finite_lr' (the rate-corrected form of the module
-    docstring; needs η·max f < 1). η = 2·lr/(P·N_out) ('mean'), τ = 1/η epochs. Reference: Braun et al., NeurIPS
-    2022; Dominé et al., ICLR 2025.
+    O((ηs)²) / O((ηs)³): :mod:`theory.sgd_expansion`), 'finite_lr' (the rate-corrected form of the module
+    docstring; needs η·max f < 1) or 'modified' (SGD's modified equation integrated from the init's own weights,
+    error O((ηs)⁴), with :meth:`BalancedSolution.estimated_error`: :mod:`theory.modified_equation`; it needs no
+    balance, so any depth-2 init is accepted). η = 2·lr/(P·N_out) ('mean'), τ = 1/η epochs. Reference: Braun et al.,
+    NeurIPS 2022; Dominé et al., ICLR 2025.
     """
     X = as_float_array("X", X, ndim=2)
     Y = as_float_array("Y", Y, ndim=2)
     if X.shape[0] != Y.shape[0]:
         raise ValueError(f"X and Y must have the same number of rows (samples), got X.shape={X.shape}, "
                          f"Y.shape={Y.shape}")
-    choice("method", method, ("continuous", "finite_lr", *CORRECTED_ORDERS))
+    choice("method", method, METHODS)
     if not isinstance(approximate, (bool, np.bool_)):
         raise ValueError(f"approximate must be True or False, got {approximate!r}")
     if not is_whitened(X):
@@ -364,7 +362,7 @@ def balanced_solution(X: ArrayLike, Y: ArrayLike, weights: Sequence[ArrayLike], 
     eta = learning_rate_to_eta(lr, X.shape[0], Y.shape[1], reduction)
     lam = measured_lambda(ws[0], ws[1])[0] if lam is None else float(as_float_array("lam", lam, ndim=0))
     dev = balance_deviation(ws[0], ws[1], lam)
-    if dev > BALANCE_RTOL and not approximate:
+    if dev > BALANCE_RTOL and not approximate and method != "modified":
         raise ValueError(f"weights must be λ-balanced (W2ᵀW2 − W1W1ᵀ = λI) within BALANCE_RTOL={BALANCE_RTOL:g} for "
                          f"the exact solution, got relative deviation {dev:.3g} at λ={lam:.6g}; draw the init with "
                          "saxe.balanced_init_, or pass approximate=True to apply the formula as an approximation")

@@ -46,6 +46,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .modified_equation import derivatives
+
 __all__ = ["sgd_correction", "EXPANSION_RTOL", "EXPANSION_MAX_GAP", "EXPANSION_MAX_CALLS", "ORDERS"]
 
 # Largest first-order term η·max|δ_M̄| (in units of s_max) a prediction is given for. The next term of the expansion,
@@ -71,28 +73,10 @@ class _Overflow(Exception):
     """Raised inside the integration when a derivative is not finite (carries the τ-time reached)."""
 
 
-def _gamma(E: np.ndarray, C: int) -> np.ndarray:
-    n = C + E.shape[0]
-    G = np.zeros((n, n))
-    G[:C, C:] = E.T
-    G[C:, :C] = E
-    return G
-
-
 def _rhs(Q: np.ndarray, target: np.ndarray, delta: np.ndarray, eps: np.ndarray | None) -> list[np.ndarray]:
-    """dQ/dh and dδ/dh, then dε/dh when ``eps`` is given: the module docstring's equations."""
-    C = target.shape[1]
-    G = _gamma(target - Q[C:] @ Q[:C].T, C)
-
-    def g1(X: np.ndarray, Y: np.ndarray) -> np.ndarray:  # Γ₁(XYᵀ + YXᵀ): only its R × C block is needed
-        return _gamma(X[C:] @ Y[:C].T + Y[C:] @ X[:C].T, C)
-
-    def fp(X: np.ndarray) -> np.ndarray:  # F'[X]
-        return G @ X - g1(Q, X) @ Q
-
-    def fpp(X: np.ndarray, Y: np.ndarray) -> np.ndarray:  # F''[X, Y]
-        return -(g1(X, Y) @ Q + g1(Q, X) @ Y + g1(Q, Y) @ X)
-
+    """dQ/dh and dδ/dh, then dε/dh when ``eps`` is given: the module docstring's equations (F', F'' from
+    :func:`theory.modified_equation.derivatives`, the one home of the map's derivatives)."""
+    G, fp, fpp, _ = derivatives(Q, target)
     F = G @ Q
     FF = fp(F)
     f1 = -0.5 * FF

@@ -1,0 +1,134 @@
+"""theory.modified_equation (SGD's modified equation at depth 2, ``balanced_solution(..., method='modified')``): the
+field's local order against the Euler step, the summed linear tail against the exact linear step, the global order
+in η against the exact SGD map over drawn problems, against an independent plain torch SGD loop at a large lr from a
+random (not balanced) init, its error estimate, and its refusals."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from plain_sgd import plain_sgd
+from strategies import balanced_weights, whitened_problem
+
+import theory
+from theory.balanced import balanced_solution
+from theory.modified_equation import MAX_ESTIMATE, modified_field, modified_flow
+
+# Truncated after f_N, the time-η flow misses the Euler step by O(η^{N+2}): halving η divides the defect by 2^{N+2}
+# (± 20 %); the global error is one order lower, O(η^{N+1}) = O(η⁴) for N = 3.
+LOCAL_RATIO = {0: (3.2, 4.8), 1: (6.4, 9.6), 2: (12.8, 19.2), 3: (25.6, 38.4)}
+GLOBAL_RATIO = (12.8, 20.0)
+
+
+def _flow_step(Q, target, eta, order, tail):
+    """The time-η flow of the modified field from Q (tight DOP853), against which the Euler step is compared."""
+    from scipy.integrate import solve_ivp
+
+    n, k = Q.shape
+    sol = solve_ivp(lambda h, y: modified_field(y.reshape(n, k), target, eta, order, tail).ravel(), (0.0, eta),
+                    Q.ravel(), method="DOP853", rtol=1e-13, atol=1e-16)
+    return sol.y[:, -1].reshape(n, k)
+
+
+@settings(max_examples=5)
+@given(seed=st.integers(0, 2**20), n_h=st.integers(1, 4), tail=st.booleans())
+def test_field_matches_the_euler_step_to_its_order(seed, n_h, tail):
+    rng = np.random.default_rng(seed)
+    C, R = 3, 4
+    target = rng.normal(size=(R, C))
+    Q = 0.7 * rng.normal(size=(C + R, n_h))
+    for order, (lo, hi) in LOCAL_RATIO.items():
+        defect = []
+        for eta in (0.02, 0.01):
+            euler = Q + eta * modified_field(Q, target, eta, 0, tail=False)
+            defect.append(np.abs(_flow_step(Q, target, eta, order, tail) - euler).max())
+        assert lo <= defect[0] / defect[1] <= hi, (order, defect)
+
+
+def test_summed_tail_makes_the_linear_escape_exact_at_a_large_step():
+    """While QQᵀ ≪ S̄ the step is linear, Q ← (I + ηΓ₀)Q; at η s = 0.5 the tail's flow reproduces it to the
+    nonlinear remainder (~|Q|² relative), while the truncated series misses the rate by O((ηs)⁵)."""
+    rng = np.random.default_rng(3)
+    target = np.diag([2.0, 1.5, 1.0])
+    Q = 1e-6 * rng.normal(size=(6, 2))
+    eta = 0.25
+    euler = Q + eta * modified_field(Q, target, eta, 0, tail=False)
+    with_tail = np.abs(_flow_step(Q, target, eta, 3, True) - euler).max() / np.abs(euler).max()
+    without = np.abs(_flow_step(Q, target, eta, 3, False) - euler).max() / np.abs(euler).max()
+    assert with_tail <= 1e-9 < 1e-4 <= without
+
+
+@settings(max_examples=5)
+@given(seed=st.integers(0, 2**20), n_h=st.integers(2, 5), lam=st.floats(-1.0, 3.0), log_gamma=st.floats(-2.0, 0.3),
+       spread=st.floats(0.2, 0.9))
+def test_modified_form_has_order_four_against_the_sgd_map(seed, n_h, lam, log_gamma, spread):
+    s = 2.0 * np.array([1.0, 1.0 - 0.5 * spread, 1.0 - spread + 0.05])
+    n_out = max(6, n_h)
+    X, Y = whitened_problem(s, seed, n_out)
+    n_in = 3 if lam >= 0 else max(3, n_h)
+    X, Y = np.eye(n_in), np.vstack([Y, np.zeros((n_in - 3, n_out))])
+    w0 = balanced_weights(n_in, n_h, n_out, lam, 10.0**log_gamma, seed)
+    span = 8.0 * (1.0 + abs(log_gamma))
+    s_max = float(s[0])
+    errors, estimates = [], []
+    for hs in (0.1, 0.05):
+        lr = hs / (theory.learning_rate_to_eta(1.0, *Y.shape) * s_max)
+        t = np.arange(int(span / hs) + 1, dtype=float)
+        ref = theory.predictor(X, Y, lr, weights=w0).w_tot(t)  # the exact SGD map (float64, reduced coordinates)
+        sol = balanced_solution(X, Y, w0, lr, method="modified")
+        errors.append(np.abs(sol.w_tot(t) - ref).max() / s_max)
+        estimates.append(sol.estimated_error(t))
+    assert GLOBAL_RATIO[0] <= errors[0] / errors[1] <= GLOBAL_RATIO[1], errors
+    for err, est in zip(errors, estimates):  # an estimate, not a bound: within 0.5–10× the error
+        assert 0.1 * est <= err <= 2.0 * est, (errors, estimates)
+
+
+def test_modified_form_follows_plain_float64_sgd_from_a_random_init_at_a_large_lr():
+    """Against the independent torch loop (optim.SGD + autograd, tests/plain_sgd.py) at η s_max = 0.39 (the
+    tutorial's lr = 100) from a random, unbalanced init: the weights' own modified equation needs no balance."""
+    X, Y = whitened_problem([2.0, 1.6, 1.3], 11, 6)
+    rng = np.random.default_rng(5)
+    w0 = [1e-3 * rng.normal(size=(4, 3)), 1e-3 * rng.normal(size=(6, 4))]
+    lr = 0.39 / (theory.learning_rate_to_eta(1.0, 3, 6) * 2.0)
+    sol = balanced_solution(X, Y, w0, lr, method="modified")  # no balance needed, no approximate=True
+    flow = balanced_solution(X, Y, w0, lr, approximate=True)
+    assert not sol.exact and sol.deviation > 0.1
+    n = 120
+    k = np.arange(n + 1)
+    rec = plain_sgd(X, Y, w0, lr, n)
+    M_sgd = np.einsum("ri,kij,cj->krc", sol.Ubar.T, rec.w_tot, sol.Vbar.T)
+    err = np.abs(sol.mode_matrix(k.astype(float)) - M_sgd).max() / 2.0
+    err_flow = np.abs(flow.mode_matrix(k.astype(float)) - M_sgd).max() / 2.0
+    assert err <= 0.01 < 0.3 <= err_flow
+    assert err <= sol.estimated_error(k.astype(float)) <= MAX_ESTIMATE
+    assert np.abs(sol.loss(k.astype(float), Y) - rec.losses).max() <= 0.01 * rec.losses[0]
+    assert np.abs(sol.rsm(k.astype(float)) - rec.rsms).max() <= 0.01 * np.abs(rec.rsms).max()
+    W1, W2 = sol.weights(float(n))  # a genuine factor: W₂W₁ is the predicted W_tot
+    assert np.allclose(W2 @ W1, sol.w_tot(float(n)), atol=1e-12)
+
+
+def test_lazy_transient_is_refused_not_predicted():
+    """A large λ-balanced init at half the stable lr: SGD unlearns the init's own output in O(1) steps (contraction
+    1 − ηκ near 0), no truncated series follows it, and the form refuses instead of drawing a wrong curve."""
+    X, Y = whitened_problem([2.0, 1.6, 1.3], 11, 6)
+    w0 = balanced_weights(3, 4, 6, 40.0, 3.0, 1)
+    sharp = theory.sharpness(X, Y, w0)
+    lr = 0.5 * 2.0 / (theory.learning_rate_to_eta(1.0, 3, 6) * sharp)
+    sol = balanced_solution(X, Y, w0, lr, method="modified")
+    with pytest.raises(ValueError, match="modified equation"):
+        sol.mode_matrix(np.arange(200.0))
+
+
+def test_modified_form_refusals_are_clear():
+    X, Y = whitened_problem([2.0, 1.6, 1.3], 11, 6)
+    w0 = balanced_weights(3, 4, 6, 0.3, 0.3, 2)
+    sol = balanced_solution(X, Y, w0, 1.0, method="modified")
+    with pytest.raises(ValueError, match="finite epochs"):
+        sol.mode_matrix(np.array([0.0, np.inf]))
+    with pytest.raises(ValueError, match="method='modified'"):
+        balanced_solution(X, Y, w0, 1.0).estimated_error(np.arange(3.0))
+    with pytest.raises(ValueError, match="finite"):
+        modified_flow(np.ones((6, 4)), np.ones((3, 3)), 0.1, np.array([-1.0]))
+    with pytest.raises(ValueError, match="order"):
+        modified_field(np.ones((6, 4)), np.ones((3, 3)), 0.1, order=4)

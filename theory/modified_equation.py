@@ -1,0 +1,283 @@
+r"""SGD's modified equation at depth 2: the flow whose time-η map is the SGD step, to O(η⁴), integrated.
+
+**The map.** For a depth-2 net with whitened inputs, in the reduced coordinates of :func:`theory.state.exact_state`,
+stack ``Q = [B₁ᵀ; B₂]`` ((C+R) × N_h); ``P = QQᵀ`` has the mode matrix ``M̄ = B₂B₁`` as its R × C block. One SGD step
+is exactly the Euler step of the gradient flow ``dQ/dh = F(Q)`` (h = t/τ, τ = 1/η epochs)::
+
+    Q_{k+1} = Q_k + η F(Q_k),      F(Q) = Γ(QQᵀ) Q,      Γ(P) = [[0, Eᵀ], [E, 0]],  E = S̄ − P_RC.
+
+Γ is affine in P: ``Γ(P + X) = Γ(P) − Γ₁(X)``, ``Γ₁(X) = [[0, X_RCᵀ], [X_RC, 0]]``, so F is a cubic polynomial and
+every derivative is a matrix polynomial (S(X, Y) = XYᵀ + YXᵀ)::
+
+    F'[X] = ΓX − Γ₁(S(Q, X)) Q,     F''[X, Y] = −Γ₁(S(X, Y)) Q − Γ₁(S(Q, X)) Y − Γ₁(S(Q, Y)) X,
+    F'''[X, Y, Z] = −Γ₁(S(X, Y)) Z − Γ₁(S(X, Z)) Y − Γ₁(S(Y, Z)) X      (constant: F'''' = 0).
+
+**The modified equation** (backward error analysis; Hairer, Lubich & Wanner, *Geometric Numerical Integration*,
+§IX.1; for gradient descent to first order: Barrett & Dherin, "Implicit gradient regularization", ICLR 2021). The
+Euler step is the time-η flow of ``dQ/dh = F + η f₁ + η² f₂ + η³ f₃ + …``, found by matching powers of η in the
+Taylor series of that flow, ``Q + ηg + η²/2 g'g + η³/6 (g''(g, g) + g'g'g) + η⁴/24 (g'''(g, g, g) + 3g''(g'g, g) +
+g'g''(g, g) + g'g'g'g)``, against ``Q + ηF``::
+
+    f₁ = −½ F'F,
+    f₂ = −½ F'f₁ + (F''(F, F) + F'F'F) / 12,
+    f₃ = −½ (F'f₂ + f₁'f₁ + f₂'F) − ⅙ (f₁''(F, F) + 2F''(f₁, F) + f₁'F'F + F'f₁'F + F'F'f₁)
+         − (F'''(F, F, F) + 3F''(F'F, F) + F'F''(F, F) + F'F'F'F) / 24,
+
+with ``f₁'X = −½(F''(X, F) + F'F'X)``, ``f₁''(X, Y) = −½(F'''(X, Y, F) + F''(X, F'Y) + F''(Y, F'X) + F'F''(X, Y))``
+and ``f₂'X = −½(F''(X, f₁) + F'f₁'X) + (F'''(F, F, X) + 2F''(F'X, F) + F''(X, F'F) + F'F''(X, F) + F'F'F'X)/12``.
+Truncated after f_N, the time-η flow differs from the SGD step by O(η^{N+2}) (tested: N = 3 gives η⁵).
+
+**The linear tail, summed.** The series is asymptotic, and at the learning rates people use (η s₁ = 0.39 for the
+tutorial at lr = 100) its truncation error is dominated by one family of terms: with Γ frozen, the step
+``Q ← (I + ηΓ)Q`` is the time-η flow of ``dQ/dh = ln(I + ηΓ)/η · Q``, whose series ``Σ_j (−1)^{j+1} η^{j−1} Γ^j Q/j``
+is exactly the Γ^jQ part of f_{j−1} above. The terms j > N + 1 are added in closed form::
+
+    dQ/dh = F + Σ_{n ≤ N} ηⁿ fₙ + φ_N(Γ) Q,     φ_N(x) = [ln(1 + ηx) − Σ_{j ≤ N+1} (−1)^{j+1} (ηx)^j / j] / η,
+
+so the escape from a small init grows by exactly (1 + ηs) per step, as SGD's does (a truncated series misses the
+rate by O((ηs)^{N+1}) per step, and over a long escape that becomes a timing error: at γ = 1e-6, lr = 100, N = 3
+was off by 0.042 of s₁ without the tail, 0.0028 with it). φ_N(x) = O(η^{N+1} x^{N+2}), so the order in η is kept;
+at a fixed point Γ(P*)Q* = 0, so the term vanishes there and the fixed points are the flow's. φ_N(Γ)Q is evaluated
+from the SVD of E (Γ's eigenvalues are ±σ_i(E) and 0).
+
+**Domain.** The log needs ``1 − η σ_max(E) > 0`` along the way: a direction that SGD flips in sign every step (a
+large init's own output unlearned at a large η) has no flow, and the integration refuses there. The series needs
+ηs small enough to be useful; measured against training on the tutorial at lr = 100 (η s₁ = 0.39), N = 3 with
+the tail: 2.4e-3 … 2.8e-3 of s₁ for γ from 1e-6 to 3, λ-balanced and random inits (bench/lazy_rich_table.py).
+:data:`MODIFIED_MAX_CALLS` bounds the cost where the ODE is stiff (a lazy init's fast directions over a long run).
+
+Glossary: η per-epoch rate (η = 2·lr/(P·N_out)); h = t/τ; S̄ (R, C) the reduced target; C, R the reduced input and
+output dimensions; Q (C+R, N_h) the reduced weight stack, P = QQᵀ; E = S̄ − M̄ the reduced residual; fₙ the
+modified equation's terms (units of Q per unit h per unit ηⁿ); N the truncation order.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+__all__ = ["modified_field", "modified_flow", "modified_prediction", "derivatives", "MODIFIED_ORDER",
+           "MODIFIED_RTOL", "MODIFIED_MAX_CALLS", "ESTIMATE_FACTOR", "MAX_ESTIMATE"]
+
+#: The truncation order N used by default (the terms f₁ … f₃ plus the linear tail): local error O(η⁵).
+MODIFIED_ORDER = 3
+#: Relative tolerance of the integration: far below the O(η⁴) the truncation leaves (≥ 1e-9 of s₁ wherever the
+#: correction matters) and far above DOP853's rounding floor.
+MODIFIED_RTOL = 1e-10
+#: Most field evaluations an integration may take (~1 ms each on the tutorial: ≲ 1 min). The ODE is stiff where a
+#: lazy init's fast directions meet a long run, or where 1 − ησ_max(E) approaches 0.
+MODIFIED_MAX_CALLS = 60_000
+#: The error estimate of :func:`modified_prediction` is this multiple of the geometric-series remainder
+#: g₂₃·ρ/(1 − ρ), ρ = g₂₃/g₁₂ (g_ab = max |M̄_a − M̄_b|). Calibrated against the exact SGD map on the tutorial's
+#: λ-balanced inits (9 runs: γ 1e-6 … 100, lr 0.3 … 100, 300–1000 epochs): the measured error is 0.67–0.77 of the
+#: plain remainder where the terms shrink fast (ρ ≈ 0.3) and 1.1–1.7× it where a large init's transient makes them
+#: shrink slowly (ρ 0.37–0.59); 2 keeps the estimate above the measured error on all 9 (on small drawn problems it
+#: can overestimate ~5×: an estimate, not a bound).
+ESTIMATE_FACTOR = 2.0
+#: Largest error estimate (units of s_max) a prediction is given for; beyond it (a lazy init's own output unlearned
+#: in O(1) steps, where SGD's contraction 1 − ηκ is near 0 and no truncated series follows it) the form refuses.
+MAX_ESTIMATE = 0.05
+
+
+class OutsideDomain(ValueError):
+    """Raised inside the field when 1 − η σ_max(E) ≤ 0 (carries the reduced time h reached)."""
+
+
+def _gamma(E: np.ndarray, C: int) -> np.ndarray:
+    n = C + E.shape[0]
+    G = np.zeros((n, n))
+    G[:C, C:] = E.T
+    G[C:, :C] = E
+    return G
+
+
+def derivatives(Q: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, Callable, Callable, Callable]:
+    """(Γ, F', F'', F''') at Q: Γ(QQᵀ) and the directional derivatives of F(Q) = Γ(QQᵀ)Q (module docstring)."""
+    C = target.shape[1]
+    G = _gamma(target - Q[C:] @ Q[:C].T, C)
+
+    def g1(X: np.ndarray, Y: np.ndarray) -> np.ndarray:  # Γ₁(XYᵀ + YXᵀ): only its R × C block is needed
+        return _gamma(X[C:] @ Y[:C].T + Y[C:] @ X[:C].T, C)
+
+    def fp(X: np.ndarray) -> np.ndarray:
+        return G @ X - g1(Q, X) @ Q
+
+    def fpp(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        return -(g1(X, Y) @ Q + g1(Q, X) @ Y + g1(Q, Y) @ X)
+
+    def fppp(X: np.ndarray, Y: np.ndarray, Z: np.ndarray) -> np.ndarray:
+        return -(g1(X, Y) @ Z + g1(X, Z) @ Y + g1(Y, Z) @ X)
+
+    return G, fp, fpp, fppp
+
+
+def _terms(Q: np.ndarray, target: np.ndarray, order: int) -> list[np.ndarray]:
+    """[F, f₁, …, f_order] at Q."""
+    G, fp, fpp, fppp = derivatives(Q, target)
+    F = G @ Q
+    out = [F]
+    if order < 1:
+        return out
+    FF = fp(F)
+    f1 = -0.5 * FF
+    out.append(f1)
+    if order < 2:
+        return out
+    FFF, Fpp_FF = fp(FF), fpp(F, F)
+    f2 = -0.5 * fp(f1) + (Fpp_FF + FFF) / 12.0
+    out.append(f2)
+    if order < 3:
+        return out
+
+    def f1p(X: np.ndarray) -> np.ndarray:
+        return -0.5 * (fpp(X, F) + fp(fp(X)))
+
+    def f1pp(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        return -0.5 * (fppp(X, Y, F) + fpp(X, fp(Y)) + fpp(Y, fp(X)) + fp(fpp(X, Y)))
+
+    FppF_FF = fpp(FF, F)  # F''(F'F, F) = F''(F, F'F): F'' is symmetric
+    f1p_F = f1p(F)
+    f2p_F = -0.5 * (fpp(F, f1) + fp(f1p_F)) + (fppp(F, F, F) + 3.0 * FppF_FF + fp(Fpp_FF) + fp(FFF)) / 12.0
+    t2 = 0.5 * (fp(f2) + f1p(f1) + f2p_F)
+    t3 = (f1pp(F, F) + 2.0 * fpp(f1, F) + f1p(FF) + fp(f1p_F) + fp(fp(f1))) / 6.0
+    t4 = (fppp(F, F, F) + 3.0 * FppF_FF + fp(Fpp_FF) + fp(FFF)) / 24.0
+    out.append(-(t2 + t3 + t4))
+    return out
+
+
+def _tail(Q: np.ndarray, target: np.ndarray, eta: float, order: int) -> tuple[np.ndarray, float]:
+    """φ_N(Γ)Q (module docstring) and η σ_max(E), from the SVD of E = S̄ − M̄ (Γ's eigenvalues are ±σ_i(E), 0)."""
+    C = target.shape[1]
+    E = target - Q[C:] @ Q[:C].T
+    if not np.isfinite(E).all():
+        return np.zeros_like(Q), np.inf
+    U, sig, Vt = np.linalg.svd(E, full_matrices=False)
+    x = eta * sig
+    top = float(x.max(initial=0.0))
+    if not top < 1.0:
+        return np.zeros_like(Q), top
+    js = np.arange(1, order + 2)
+    sign = (-1.0) ** (js + 1)
+
+    def phi(z: np.ndarray) -> np.ndarray:
+        return (np.log1p(z) - (sign / js * z[:, None] ** js).sum(axis=1)) / eta
+
+    plus, minus = phi(x), phi(-x)
+    even, odd = 0.5 * (plus + minus), 0.5 * (plus - minus)
+    a, b = Vt @ Q[:C], U.T @ Q[C:]  # Q's parts along the right and left singular vectors of E
+    top_rows = Vt.T @ (even[:, None] * a + odd[:, None] * b)
+    bottom_rows = U @ (odd[:, None] * a + even[:, None] * b)
+    return np.vstack([top_rows, bottom_rows]), top
+
+
+def modified_field(Q: np.ndarray, target: np.ndarray, eta: float, order: int = MODIFIED_ORDER,
+                   tail: bool = True) -> np.ndarray:
+    r"""dQ/dh of SGD's modified equation truncated after f_order (0 … 3), plus the summed linear tail φ_N(Γ)Q when
+    ``tail`` (module docstring). ``Q`` the reduced weight stack ((C+R) × N_h), ``target`` S̄ (R, C), ``eta`` η.
+    Raises :class:`OutsideDomain` (a ``ValueError``) where the tail needs 1 − η σ_max(E) > 0 and it is not."""
+    if isinstance(order, bool) or order not in (0, 1, 2, 3):
+        raise ValueError(f"order must be 0, 1, 2 or 3, got {order=!r}")
+    terms = _terms(Q, target, order)
+    out = terms[0] + sum(eta ** n * f for n, f in enumerate(terms[1:], start=1))
+    if tail:
+        extra, top = _tail(Q, target, eta, order)
+        if not top < 1.0:
+            raise OutsideDomain(f"η·σ_max(S̄ − M̄) = {top:.6g} ≥ 1")
+        out = out + extra
+    return out
+
+
+class _TooStiff(Exception):
+    """Raised inside the integration past MODIFIED_MAX_CALLS (carries the τ-time reached)."""
+
+
+def modified_flow(Q0: np.ndarray, target: np.ndarray, eta: float, h: np.ndarray, order: int = MODIFIED_ORDER,
+                  tail: bool = True) -> np.ndarray:
+    r"""Q at τ-times ``h`` (finite, ≥ 0, any order) along SGD's modified equation from ``Q0``: (len(h), C+R, N_h).
+
+    SGD's iterate after k steps is this Q at h = kη up to O(η^{order+1}) (the modified equation's truncation). The
+    hidden rotation of Q0 does not matter (F and every fₙ are equivariant under Q → QO), so any factor of P(0) may be
+    given. Raises ``ValueError`` (naming the epoch) where 1 − η σ_max(E) ≤ 0 is reached, where a derivative leaves
+    the finite numbers, or past :data:`MODIFIED_MAX_CALLS` evaluations.
+    """
+    from scipy.integrate import solve_ivp  # lazy: scipy is imported only where a theory needs it
+
+    h = np.asarray(h, dtype=np.float64)
+    if h.size and not (np.isfinite(h).all() and (h >= 0).all()):
+        raise ValueError("h must be finite τ-times ≥ 0 (the modified flow is integrated: ask for finite epochs)")
+    n, k = Q0.shape
+    out = np.empty((h.size, n, k))
+    out[h == 0] = Q0
+    grid = np.unique(h[h > 0])
+    if not grid.size:
+        return out
+    calls, refused = [0], [""]
+
+    def rhs(hh: float, y: np.ndarray) -> np.ndarray:
+        calls[0] += 1
+        if calls[0] > MODIFIED_MAX_CALLS:
+            raise _TooStiff(hh)
+        with np.errstate(over="ignore", invalid="ignore"):
+            try:
+                if not np.isfinite(y).all():
+                    raise OutsideDomain("the weights are not finite")
+                val = modified_field(y.reshape(n, k), target, eta, order, tail).ravel()
+            except OutsideDomain as exc:
+                val = np.full(y.size, np.nan)
+                refused[0] = f"at epoch {hh / eta:.6g}, {exc}"
+        if not np.isfinite(val).all():
+            # a trial stage outside the domain: NaN makes DOP853 reject the step and shrink it (its error norm is
+            # not < 1); where the solution itself leaves the domain, the step size underflows and the call fails
+            refused[0] = refused[0] or f"at epoch {hh / eta:.6g}, a derivative is not finite"
+            val = np.full(y.size, np.nan)
+        return val
+
+    scale = max(float(np.abs(target).max(initial=0.0)), np.finfo(float).tiny)
+    # Q grows from the init's size to O(√s): resolve it relative to the smaller (a small init's escape time is set
+    # by Q relative to itself)
+    atol = MODIFIED_RTOL * min(np.sqrt(scale), max(float(np.abs(Q0).max(initial=0.0)), np.finfo(float).tiny))
+    try:
+        sol = solve_ivp(rhs, (0.0, float(grid[-1])), Q0.ravel(), t_eval=grid, method="DOP853", rtol=MODIFIED_RTOL,
+                        atol=atol)
+    except _TooStiff as stop:
+        raise ValueError(f"SGD's modified equation needs more than MODIFIED_MAX_CALLS = {MODIFIED_MAX_CALLS} "
+                         f"evaluations to reach epoch {grid[-1] / eta:.6g} (stopped at epoch {stop.args[0] / eta:.6g}):"
+                         " it is stiff there (a lazy init's fast directions over a long run, or η σ_max(S̄ − M̄) near 1);"
+                         " ask for fewer epochs, or use theory.predictor(..., theory='exact')") from None
+    if not sol.success:
+        why = f" (last trial outside it: {refused[0]})" if refused[0] else ""
+        raise ValueError(f"SGD's modified equation could not be integrated past epoch {sol.t[-1] / eta:.6g}{why}: "
+                         f"{sol.message} — it needs 1 − η σ_max(S̄ − M̄) > 0 (where SGD flips a direction's sign every "
+                         "step, e.g. a large init's own output unlearned at a large lr, no flow follows it); lower lr, "
+                         "or use theory.predictor(..., theory='exact')")
+    out[h > 0] = sol.y.T.reshape(-1, n, k)[np.searchsorted(grid, h[h > 0])]
+    return out
+
+
+def modified_prediction(Q0: np.ndarray, target: np.ndarray, eta: float, h: np.ndarray,
+                        s_max: float) -> tuple[np.ndarray, float]:
+    r"""SGD's Q at τ-times ``h`` from the order-3 modified equation with its tail (:func:`modified_flow`) and an
+    error estimate of its M̄ (units of s_max), from the orders 1, 2 and 3 at the same times: with
+    g_ab = max |M̄_a − M̄_b| / s_max and ρ = g₂₃/g₁₂ the rate at which the terms shrink, the estimate is
+    :data:`ESTIMATE_FACTOR` · g₂₃ ρ/(1 − ρ) (the remainder of a geometric series, calibrated). Raises ``ValueError``
+    where the terms do not shrink (ρ ≥ 1) or the estimate exceeds :data:`MAX_ESTIMATE`, and where
+    :func:`modified_flow` does. Tested against the exact map (tests/test_theory_modified_equation.py)."""
+    C = target.shape[1]
+    qs = {order: modified_flow(Q0, target, eta, h, order=order) for order in (1, 2, 3)}
+    ms = {order: q[:, C:] @ np.swapaxes(q[:, :C], -1, -2) for order, q in qs.items()}
+    scale = max(s_max, np.finfo(float).tiny)
+    g12 = float(np.abs(ms[1] - ms[2]).max(initial=0.0)) / scale
+    g23 = float(np.abs(ms[2] - ms[3]).max(initial=0.0)) / scale
+    floor = 100.0 * MODIFIED_RTOL  # below this the orders differ by integration error only
+    rho = g23 / g12 if g12 > floor else 0.0
+    if g23 > floor and rho >= 1.0:
+        raise ValueError(f"SGD's modified equation does not converge here: the order-3 term ({g23:.3g} of s_max) is "
+                         f"not smaller than the order-2 term ({g12:.3g}); lower lr, or use "
+                         "theory.predictor(..., theory='exact')")
+    estimate = max(ESTIMATE_FACTOR * g23 * rho / (1.0 - rho), floor)
+    if estimate > MAX_ESTIMATE:
+        raise ValueError(f"SGD's modified equation is estimated off by {estimate:.3g} of s_max here (the terms of "
+                         f"orders 2 and 3 shrink only by ρ = {rho:.2f}), above MAX_ESTIMATE = {MAX_ESTIMATE}: e.g. a "
+                         "large init's own output unlearned within a few steps, which no truncated series follows; "
+                         "lower lr, or use theory.predictor(..., theory='exact')")
+    return qs[3], estimate
