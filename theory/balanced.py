@@ -142,7 +142,8 @@ class BalancedSolution:
     r"""The λ-balanced closed form on one data set (build with :func:`balanced_solution`; equations: module doc).
 
     ``Ubar`` (N_out, R), ``Vbar`` (N_in, C) reduced bases; ``s`` (r,) singular values; ``lam`` λ; ``eta`` η per epoch;
-    ``tau`` = 1/η epochs; ``method`` 'continuous' (exact gradient flow) or 'finite_lr' (approximation);
+    ``tau`` = 1/η epochs; ``method`` one of :data:`METHODS` ('continuous' the exact gradient flow, the rest
+    approximations of SGD);
     ``exact``: True when the init is λ-balanced within :data:`BALANCE_RTOL` and method is 'continuous';
     ``deviation``: :func:`balance_deviation` of the init; ``f``/``O`` the eigensystem of F; ``rates`` the growth
     rates used (f or f̃ = ln(1+ηf)/η, per τ); ``beta`` the quadratic coefficients (1 or f̃/f);
@@ -150,7 +151,8 @@ class BalancedSolution:
 
     ``method='first_order'`` / ``'second_order'``: the flow plus SGD's correction ``η δ(t)`` (+ ``η² ε(t)``) of P
     (:mod:`theory.sgd_expansion`); P, W_tot, the RSM and the loss carry it, a factor of P does not exist for it
-    (``factor``/``weights`` refuse).
+    (``factor``/``weights`` refuse). ``method='modified'``: Q itself from SGD's modified equation
+    (:mod:`theory.modified_equation`), finite t only, with :meth:`estimated_error`.
     """
 
     Ubar: np.ndarray
