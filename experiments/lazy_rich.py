@@ -22,7 +22,8 @@ at the initial and at the predicted final weights when large γ needs it), the e
 ``EARLY_EPOCHS``) for the flow, its first- and second-order SGD corrections (``method='first_order'``,
 ``'second_order'``, :mod:`theory.sgd_expansion`; NaN outside their domain), the finite-lr forms and SGD's modified
 equation (``method='modified'``, :mod:`theory.modified_equation`, integrated from the init's own weights, so exact in
-its order for random inits too; NaN where it refuses), the same error of the flow form against the init's own exact
+its order for random inits too, after the ``modified_exact_steps`` k₀ exact SGD steps a large init's transient
+needs; NaN and −1 where it refuses), the same error of the flow form against the init's own exact
 gradient flow (:func:`theory.exact_flow`, solve_ivp: ≈ 0 for λ-balanced inits, the imbalance's effect for random
 ones), and the relative changes from t = 0 to the end of ``K_h`` (the RSM, X W₁ᵀW₁ Xᵀ) and of the NTK Θ
 (:mod:`theory.ntk`), measured and predicted: ≈ 0 in the lazy regime (large γ), ≫ 1 in the rich one (small γ).
@@ -82,6 +83,7 @@ class LazyRichRow:
     error_first_order: float
     error_second_order: float
     error_modified: float
+    modified_exact_steps: int
     error_vs_flow: float
     rsm_change: float
     rsm_change_theory: float
@@ -154,6 +156,8 @@ def _one(X, Y, kind: str, gamma: float, lr: float, seed: int, sizes, s1: float) 
                        error_continuous=errors["continuous"], error_finite_lr=errors["finite_lr"],
                        error_first_order=errors["first_order"], error_second_order=errors["second_order"],
                        error_modified=errors["modified"],
+                       modified_exact_steps=(sols["modified"].exact_steps(k.astype(float))
+                                             if np.isfinite(errors["modified"]) else -1),
                        error_vs_flow=float(np.abs(sv_form - sv_flow).max() / s1),
                        rsm_change=relative_change(rec.rsms[0], rec.rsms[-1]),
                        rsm_change_theory=relative_change(rsm_th[0], rsm_th[1]),

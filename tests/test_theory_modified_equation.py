@@ -13,7 +13,8 @@ from strategies import balanced_weights, whitened_problem
 
 import theory
 from theory.balanced import balanced_solution
-from theory.modified_equation import MAX_ESTIMATE, modified_field, modified_flow
+from theory.modified_equation import modified_field, modified_flow
+from theory.modified_prediction import LAYER_ESTIMATE, MAX_ESTIMATE, MAX_EXACT_STEPS, modified_prediction
 
 # Truncated after f_N, the time-η flow misses the Euler step by O(η^{N+2}): halving η divides the defect by 2^{N+2}
 # (± 20 %); the global error is one order lower, O(η^{N+1}) = O(η⁴) for N = 3.
@@ -101,6 +102,7 @@ def test_modified_form_follows_plain_float64_sgd_from_a_random_init_at_a_large_l
     err = np.abs(sol.mode_matrix(k.astype(float)) - M_sgd).max() / 2.0
     err_flow = np.abs(flow.mode_matrix(k.astype(float)) - M_sgd).max() / 2.0
     assert err <= 0.01 < 0.3 <= err_flow
+    assert sol.exact_steps(k.astype(float)) == 0  # no transient: the flow starts at the init
     assert err <= sol.estimated_error(k.astype(float)) <= MAX_ESTIMATE
     assert np.abs(sol.loss(k.astype(float), Y) - rec.losses).max() <= 0.01 * rec.losses[0]
     assert np.abs(sol.rsm(k.astype(float)) - rec.rsms).max() <= 0.01 * np.abs(rec.rsms).max()
@@ -108,16 +110,29 @@ def test_modified_form_follows_plain_float64_sgd_from_a_random_init_at_a_large_l
     assert np.allclose(W2 @ W1, sol.w_tot(float(n)), atol=1e-12)
 
 
-def test_lazy_transient_is_refused_not_predicted():
-    """A large λ-balanced init at half the stable lr: SGD unlearns the init's own output in O(1) steps (contraction
-    1 − ηκ near 0), no truncated series follows it, and the form refuses instead of drawing a wrong curve."""
+@pytest.mark.parametrize(("lam", "gamma", "seed"), [(40.0, 3.0, 1), (100.0, 5.0, 1)])
+def test_lazy_transient_is_taken_by_exact_steps_then_followed(lam, gamma, seed):
+    """A large λ-balanced init at half the stable lr: SGD unlearns the init's own output (4–11 × s) in a few steps
+    (contraction 1 − ηκ near 0), which no truncated series follows: the flow alone refuses; after its initial layer
+    of exact steps the prediction follows the independent torch loop to its estimate. A fractional epoch inside the
+    layer is refused, not interpolated."""
     X, Y = whitened_problem([2.0, 1.6, 1.3], 11, 6)
-    w0 = balanced_weights(3, 4, 6, 40.0, 3.0, 1)
+    w0 = balanced_weights(3, 4, 6, lam, gamma, seed)
     sharp = theory.sharpness(X, Y, w0)
     lr = 0.5 * 2.0 / (theory.learning_rate_to_eta(1.0, 3, 6) * sharp)
     sol = balanced_solution(X, Y, w0, lr, method="modified")
-    with pytest.raises(ValueError, match="modified equation"):
-        sol.mode_matrix(np.arange(200.0))
+    k = np.arange(401.0)  # beyond PROBE_EPOCHS: k₀ is judged on the probe, the run integrated once for it
+    with pytest.raises(ValueError, match="modified equation does not follow SGD"):
+        modified_prediction(sol.O @ sol.A0, sol.target, sol.eta, k * sol.eta, 2.0, max_exact_steps=0)
+    rec = plain_sgd(X, Y, w0, lr, 400)
+    M_sgd = np.einsum("ri,kij,cj->krc", sol.Ubar.T, rec.w_tot, sol.Vbar.T)
+    assert np.abs(M_sgd[0]).max() >= 4.0 * 2.0  # the init's own output, several times s_max
+    err = np.abs(sol.mode_matrix(k) - M_sgd).max() / 2.0
+    assert 1 <= sol.exact_steps(k) <= MAX_EXACT_STEPS
+    assert err <= 2.0 * sol.estimated_error(k) <= 2.0 * LAYER_ESTIMATE
+    np.testing.assert_allclose(sol.mode_matrix(k[:2]), M_sgd[:2], rtol=0, atol=1e-12)  # the layer is SGD itself
+    with pytest.raises(ValueError, match="not a whole SGD step"):
+        balanced_solution(X, Y, w0, lr, method="modified").mode_matrix(np.array([0.5, 1.0, 50.0]))
 
 
 def test_modified_form_refusals_are_clear():
@@ -128,7 +143,22 @@ def test_modified_form_refusals_are_clear():
         sol.mode_matrix(np.array([0.0, np.inf]))
     with pytest.raises(ValueError, match="method='modified'"):
         balanced_solution(X, Y, w0, 1.0).estimated_error(np.arange(3.0))
+    with pytest.raises(ValueError, match="method='modified'"):
+        balanced_solution(X, Y, w0, 1.0).exact_steps(np.arange(3.0))
     with pytest.raises(ValueError, match="finite"):
         modified_flow(np.ones((6, 4)), np.ones((3, 3)), 0.1, np.array([-1.0]))
     with pytest.raises(ValueError, match="order"):
         modified_field(np.ones((6, 4)), np.ones((3, 3)), 0.1, order=4)
+    with pytest.raises(ValueError, match="method must be"):
+        modified_flow(np.ones((6, 4)), np.ones((3, 3)), 0.1, np.array([1.0]), method="RK45")
+
+
+def test_implicit_and_explicit_integrators_agree():
+    """BDF (the stiff fallback of method='auto') and DOP853 integrate the same field: same Q to the tolerance."""
+    rng = np.random.default_rng(7)
+    target = np.diag([2.0, 1.2, 0.7])
+    Q0 = 0.3 * rng.normal(size=(6, 4))
+    h = np.linspace(0.0, 6.0, 25)
+    a = modified_flow(Q0, target, 0.1, h, method="DOP853")
+    b = modified_flow(Q0, target, 0.1, h, method="BDF")
+    assert np.abs(a - b).max() <= 1e-7 * np.abs(a).max()

@@ -40,7 +40,8 @@ Saxe's form with e^{2st/τ} → (1+ηs)^{2t}. Its error comes from the saturatio
 **SGD's modified equation** (``method='modified'``, :mod:`theory.modified_equation`): the flow whose time-η map is
 the SGD step up to O(η⁵) per step (order 3, its linear tail summed), integrated from the init's own weights (no balance
 needed) with an error estimate from the orders 1–3; 2.4e-3 of s₁ on the tutorial's λ-balanced run at lr = 100
-(``saxe verify``), refused where a large init's transient is too fast for any truncated series.
+(``saxe verify``). A large init's transient, too fast for any truncated series, is taken by k₀ exact SGD steps
+before the flow starts (:meth:`BalancedSolution.exact_steps`); refused where even that leaves the estimate too large.
 
 **SGD's corrections** (``method='first_order'``, ``'second_order'``): the flow's P plus SGD's global error expansion
 to that order (:mod:`theory.sgd_expansion`), error O((η s)²) and O((η s)³) (7.7e-3 of s₁ at lr = 100 on the
@@ -67,7 +68,7 @@ from ._validate import as_float_array, choice, times
 from .balance import balance_deviation, measured_lambda
 from .correlations import io_svd, learning_rate_to_eta
 from .coupled import _fixed_point
-from .modified_equation import modified_prediction
+from .modified_prediction import ModifiedPrediction, modified_prediction
 from .observables import end_to_end, gram_rsm, squared_error
 from .sgd_expansion import sgd_correction
 from .state import chained_weights, exact_state, is_whitened
@@ -152,7 +153,8 @@ class BalancedSolution:
     ``method='first_order'`` / ``'second_order'``: the flow plus SGD's correction ``η δ(t)`` (+ ``η² ε(t)``) of P
     (:mod:`theory.sgd_expansion`); P, W_tot, the RSM and the loss carry it, a factor of P does not exist for it
     (``factor``/``weights`` refuse). ``method='modified'``: Q itself from SGD's modified equation
-    (:mod:`theory.modified_equation`), finite t only, with :meth:`estimated_error`.
+    (:mod:`theory.modified_equation`, :mod:`theory.modified_prediction`), finite t only, with :meth:`estimated_error`
+    and :meth:`exact_steps`.
     """
 
     Ubar: np.ndarray
@@ -236,13 +238,20 @@ class BalancedSolution:
 
     def estimated_error(self, t: ArrayLike) -> float:
         """``method='modified'``: the error estimate of M̄ over the epochs t, in units of s_max
-        (:func:`theory.modified_equation.modified_prediction`; below :data:`theory.modified_equation.MAX_ESTIMATE`,
+        (:func:`theory.modified_prediction.modified_prediction`; below :data:`theory.modified_prediction.MAX_ESTIMATE`,
         else the prediction is refused)."""
         if self.method != "modified":
             raise ValueError(f"estimated_error is given by method='modified', this solution has method={self.method!r}")
-        return self._modified(times("t", t).reshape(-1) / self.tau)[1]
+        return self._modified(times("t", t).reshape(-1) / self.tau).estimate
 
-    def _modified(self, h: np.ndarray) -> tuple[np.ndarray, float]:
+    def exact_steps(self, t: ArrayLike) -> int:
+        """``method='modified'``: k₀, the first SGD steps the prediction over the epochs t takes by the exact map before
+        its flow starts (a large init's transient; 0 where the flow follows SGD from the init)."""
+        if self.method != "modified":
+            raise ValueError(f"exact_steps is given by method='modified', this solution has method={self.method!r}")
+        return self._modified(times("t", t).reshape(-1) / self.tau).exact_steps
+
+    def _modified(self, h: np.ndarray) -> ModifiedPrediction:
         key = h.tobytes()
         last = self._memo.get("modified")
         if last is None or last[0] != key:  # one integration serves W_tot, the RSM and the loss at the same times

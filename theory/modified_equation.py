@@ -38,10 +38,14 @@ so the escape from a small init grows by exactly (1 + ηs) per step, as SGD's do
 rate by O((ηs)^{N+1}) per step, and over a long escape that becomes a timing error: at γ = 1e-6, lr = 100, N = 3
 was off by 0.042 of s₁ without the tail, 0.0028 with it). φ_N(x) = O(η^{N+1} x^{N+2}), so the order in η is kept;
 at a fixed point Γ(P*)Q* = 0, so the term vanishes there and the fixed points are the flow's. φ_N(Γ)Q is evaluated
-from the SVD of E (Γ's eigenvalues are ±σ_i(E) and 0).
+from the SVD of E (Γ's eigenvalues are ±σ_i(E) and 0). The prediction built on this flow (its initial layer of exact
+steps and its error estimate) is :mod:`theory.modified_prediction`.
 
 **Domain.** The log needs ``1 − η σ_max(E) > 0`` along the way: a direction that SGD flips in sign every step (a
-large init's own output unlearned at a large η) has no flow, and the integration refuses there. The series needs
+large init's own output unlearned at a large η) has no flow, and the integration refuses there. A large init's
+transient at half the stable lr (per-step change O(1) of itself, contraction 1 − ηκ near 0) is outside every
+truncated series; :func:`modified_prediction` takes it by a few exact SGD steps (its initial layer, k₀ chosen by the
+error estimate) and starts the flow after it. The series needs
 ηs small enough to be useful; measured against training on the tutorial at lr = 100 (η s₁ = 0.39), N = 3 with
 the tail: 2.4e-3 … 2.8e-3 of s₁ for γ from 1e-6 to 3, λ-balanced and random inits (bench/lazy_rich_table.py).
 :data:`MODIFIED_MAX_CALLS` bounds the cost where the ODE is stiff (a lazy init's fast directions over a long run).
@@ -56,27 +60,22 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["modified_field", "modified_flow", "modified_prediction", "derivatives", "MODIFIED_ORDER",
-           "MODIFIED_RTOL", "MODIFIED_MAX_CALLS", "ESTIMATE_FACTOR", "MAX_ESTIMATE"]
+__all__ = ["modified_field", "modified_flow", "derivatives", "OutsideDomain", "MODIFIED_ORDER", "MODIFIED_RTOL",
+           "MODIFIED_MAX_CALLS", "EXPLICIT_MAX_CALLS"]
 
 #: The truncation order N used by default (the terms f₁ … f₃ plus the linear tail): local error O(η⁵).
 MODIFIED_ORDER = 3
 #: Relative tolerance of the integration: far below the O(η⁴) the truncation leaves (≥ 1e-9 of s₁ wherever the
 #: correction matters) and far above DOP853's rounding floor.
 MODIFIED_RTOL = 1e-10
-#: Most field evaluations an integration may take (~1 ms each on the tutorial: ≲ 1 min). The ODE is stiff where a
-#: lazy init's fast directions meet a long run, or where 1 − ησ_max(E) approaches 0.
-MODIFIED_MAX_CALLS = 60_000
-#: The error estimate of :func:`modified_prediction` is this multiple of the geometric-series remainder
-#: g₂₃·ρ/(1 − ρ), ρ = g₂₃/g₁₂ (g_ab = max |M̄_a − M̄_b|). Calibrated against the exact SGD map on the tutorial's
-#: λ-balanced inits (9 runs: γ 1e-6 … 100, lr 0.3 … 100, 300–1000 epochs): the measured error is 0.67–0.77 of the
-#: plain remainder where the terms shrink fast (ρ ≈ 0.3) and 1.1–1.7× it where a large init's transient makes them
-#: shrink slowly (ρ 0.37–0.59); 2 keeps the estimate above the measured error on all 9 (on small drawn problems it
-#: can overestimate ~5×: an estimate, not a bound).
-ESTIMATE_FACTOR = 2.0
-#: Largest error estimate (units of s_max) a prediction is given for; beyond it (a lazy init's own output unlearned
-#: in O(1) steps, where SGD's contraction 1 − ηκ is near 0 and no truncated series follows it) the form refuses.
-MAX_ESTIMATE = 0.05
+#: Most field evaluations an integration may take (~1 ms each on the tutorial: ≲ 2 min). The ODE is stiff where a
+#: lazy init's fast directions meet a long run (tutorial, γ = 100, 2e5 epochs: BDF takes 1.9e4 evaluations from the
+#: λ-balanced init at lr 0.68, more than 6e4 from the random one at lr 1.04), or where 1 − ησ_max(E) approaches 0.
+MODIFIED_MAX_CALLS = 120_000
+#: Evaluations the explicit integrator (DOP853) is given before ``method='auto'`` hands the integration to the
+#: implicit BDF: a small init's escape and learning take ~2.5e3 on the tutorial at lr = 100, a lazy init's stiff
+#: fast directions over 2e5 epochs more than 6e4 (BDF: 1.9e4–4.4e4).
+EXPLICIT_MAX_CALLS = 20_000
 
 
 class OutsideDomain(ValueError):
@@ -192,14 +191,26 @@ class _TooStiff(Exception):
 
 
 def modified_flow(Q0: np.ndarray, target: np.ndarray, eta: float, h: np.ndarray, order: int = MODIFIED_ORDER,
-                  tail: bool = True) -> np.ndarray:
+                  tail: bool = True, method: str = "auto") -> np.ndarray:
     r"""Q at τ-times ``h`` (finite, ≥ 0, any order) along SGD's modified equation from ``Q0``: (len(h), C+R, N_h).
 
     SGD's iterate after k steps is this Q at h = kη up to O(η^{order+1}) (the modified equation's truncation). The
     hidden rotation of Q0 does not matter (F and every fₙ are equivariant under Q → QO), so any factor of P(0) may be
-    given. Raises ``ValueError`` (naming the epoch) where 1 − η σ_max(E) ≤ 0 is reached, where a derivative leaves
-    the finite numbers, or past :data:`MODIFIED_MAX_CALLS` evaluations.
+    given. ``method`` 'DOP853' (explicit, for the escape and learning phases), 'BDF' (implicit, for stiff stretches:
+    a lazy init's fast directions, ηκ ≈ ½–1 per step, over a long run) or 'auto': DOP853 within
+    :data:`EXPLICIT_MAX_CALLS` evaluations, else BDF (tutorial, γ = 100, 2e5 epochs: DOP853 does not finish within
+    6e4 evaluations, BDF takes 1.9e4, the same answer to 1e-10 of s₁ on 2e4 epochs). Raises ``ValueError``
+    (naming the epoch) where 1 − η σ_max(E) ≤ 0 is reached, where a derivative leaves the finite numbers, or past
+    :data:`MODIFIED_MAX_CALLS` evaluations.
     """
+    if method not in ("auto", "DOP853", "BDF"):
+        raise ValueError(f"method must be 'auto', 'DOP853' or 'BDF', got {method!r}")
+    return _integrate(Q0, target, eta, h, order, tail, method)[0]
+
+
+def _integrate(Q0: np.ndarray, target: np.ndarray, eta: float, h: np.ndarray, order: int, tail: bool,
+               method: str) -> tuple[np.ndarray, str]:
+    """:func:`modified_flow` and the integrator that answered."""
     from scipy.integrate import solve_ivp  # lazy: scipy is imported only where a theory needs it
 
     h = np.asarray(h, dtype=np.float64)
@@ -210,12 +221,12 @@ def modified_flow(Q0: np.ndarray, target: np.ndarray, eta: float, h: np.ndarray,
     out[h == 0] = Q0
     grid = np.unique(h[h > 0])
     if not grid.size:
-        return out
-    calls, refused = [0], [""]
+        return out, "DOP853" if method == "auto" else method
+    calls, refused, limit = [0], [""], [0]
 
     def rhs(hh: float, y: np.ndarray) -> np.ndarray:
         calls[0] += 1
-        if calls[0] > MODIFIED_MAX_CALLS:
+        if calls[0] > limit[0]:
             raise _TooStiff(hh)
         with np.errstate(over="ignore", invalid="ignore"):
             try:
@@ -226,8 +237,8 @@ def modified_flow(Q0: np.ndarray, target: np.ndarray, eta: float, h: np.ndarray,
                 val = np.full(y.size, np.nan)
                 refused[0] = f"at epoch {hh / eta:.6g}, {exc}"
         if not np.isfinite(val).all():
-            # a trial stage outside the domain: NaN makes DOP853 reject the step and shrink it (its error norm is
-            # not < 1); where the solution itself leaves the domain, the step size underflows and the call fails
+            # a trial stage outside the domain: NaN makes the integrator reject the step and shrink it (its error
+            # norm is not < 1); where the solution itself leaves the domain, the step size underflows and the call fails
             refused[0] = refused[0] or f"at epoch {hh / eta:.6g}, a derivative is not finite"
             val = np.full(y.size, np.nan)
         return val
@@ -236,48 +247,26 @@ def modified_flow(Q0: np.ndarray, target: np.ndarray, eta: float, h: np.ndarray,
     # Q grows from the init's size to O(√s): resolve it relative to the smaller (a small init's escape time is set
     # by Q relative to itself)
     atol = MODIFIED_RTOL * min(np.sqrt(scale), max(float(np.abs(Q0).max(initial=0.0)), np.finfo(float).tiny))
-    try:
-        sol = solve_ivp(rhs, (0.0, float(grid[-1])), Q0.ravel(), t_eval=grid, method="DOP853", rtol=MODIFIED_RTOL,
-                        atol=atol)
-    except _TooStiff as stop:
-        raise ValueError(f"SGD's modified equation needs more than MODIFIED_MAX_CALLS = {MODIFIED_MAX_CALLS} "
-                         f"evaluations to reach epoch {grid[-1] / eta:.6g} (stopped at epoch {stop.args[0] / eta:.6g}):"
-                         " it is stiff there (a lazy init's fast directions over a long run, or η σ_max(S̄ − M̄) near 1);"
-                         " ask for fewer epochs, or use theory.predictor(..., theory='exact')") from None
-    if not sol.success:
-        why = f" (last trial outside it: {refused[0]})" if refused[0] else ""
-        raise ValueError(f"SGD's modified equation could not be integrated past epoch {sol.t[-1] / eta:.6g}{why}: "
-                         f"{sol.message} — it needs 1 − η σ_max(S̄ − M̄) > 0 (where SGD flips a direction's sign every "
-                         "step, e.g. a large init's own output unlearned at a large lr, no flow follows it); lower lr, "
-                         "or use theory.predictor(..., theory='exact')")
-    out[h > 0] = sol.y.T.reshape(-1, n, k)[np.searchsorted(grid, h[h > 0])]
-    return out
-
-
-def modified_prediction(Q0: np.ndarray, target: np.ndarray, eta: float, h: np.ndarray,
-                        s_max: float) -> tuple[np.ndarray, float]:
-    r"""SGD's Q at τ-times ``h`` from the order-3 modified equation with its tail (:func:`modified_flow`) and an
-    error estimate of its M̄ (units of s_max), from the orders 1, 2 and 3 at the same times: with
-    g_ab = max |M̄_a − M̄_b| / s_max and ρ = g₂₃/g₁₂ the rate at which the terms shrink, the estimate is
-    :data:`ESTIMATE_FACTOR` · g₂₃ ρ/(1 − ρ) (the remainder of a geometric series, calibrated). Raises ``ValueError``
-    where the terms do not shrink (ρ ≥ 1) or the estimate exceeds :data:`MAX_ESTIMATE`, and where
-    :func:`modified_flow` does. Tested against the exact map (tests/test_theory_modified_equation.py)."""
-    C = target.shape[1]
-    qs = {order: modified_flow(Q0, target, eta, h, order=order) for order in (1, 2, 3)}
-    ms = {order: q[:, C:] @ np.swapaxes(q[:, :C], -1, -2) for order, q in qs.items()}
-    scale = max(s_max, np.finfo(float).tiny)
-    g12 = float(np.abs(ms[1] - ms[2]).max(initial=0.0)) / scale
-    g23 = float(np.abs(ms[2] - ms[3]).max(initial=0.0)) / scale
-    floor = 100.0 * MODIFIED_RTOL  # below this the orders differ by integration error only
-    rho = g23 / g12 if g12 > floor else 0.0
-    if g23 > floor and rho >= 1.0:
-        raise ValueError(f"SGD's modified equation does not converge here: the order-3 term ({g23:.3g} of s_max) is "
-                         f"not smaller than the order-2 term ({g12:.3g}); lower lr, or use "
-                         "theory.predictor(..., theory='exact')")
-    estimate = max(ESTIMATE_FACTOR * g23 * rho / (1.0 - rho), floor)
-    if estimate > MAX_ESTIMATE:
-        raise ValueError(f"SGD's modified equation is estimated off by {estimate:.3g} of s_max here (the terms of "
-                         f"orders 2 and 3 shrink only by ρ = {rho:.2f}), above MAX_ESTIMATE = {MAX_ESTIMATE}: e.g. a "
-                         "large init's own output unlearned within a few steps, which no truncated series follows; "
-                         "lower lr, or use theory.predictor(..., theory='exact')")
-    return qs[3], estimate
+    plan = [("DOP853", EXPLICIT_MAX_CALLS), ("BDF", MODIFIED_MAX_CALLS)] if method == "auto" else \
+        [(method, MODIFIED_MAX_CALLS)]
+    for i, (solver, budget) in enumerate(plan):
+        calls[0], limit[0] = 0, budget
+        try:
+            sol = solve_ivp(rhs, (0.0, float(grid[-1])), Q0.ravel(), t_eval=grid, method=solver,
+                            rtol=MODIFIED_RTOL, atol=atol)
+        except _TooStiff as stop:
+            if i + 1 < len(plan):
+                continue
+            raise ValueError(f"SGD's modified equation needs more than {budget} evaluations ({solver}) to reach "
+                             f"epoch {grid[-1] / eta:.6g} (stopped at epoch {stop.args[0] / eta:.6g}): it is stiff "
+                             "there (a lazy init's fast directions over a long run, or η σ_max(S̄ − M̄) near 1); ask "
+                             "for fewer epochs, or use theory.predictor(..., theory='exact')") from None
+        if not sol.success:
+            why = f" (last trial outside it: {refused[0]})" if refused[0] else ""
+            raise ValueError(f"SGD's modified equation could not be integrated past epoch {sol.t[-1] / eta:.6g}{why}: "
+                             f"{sol.message} — it needs 1 − η σ_max(S̄ − M̄) > 0 (where SGD flips a direction's sign "
+                             "every step, e.g. a large init's own output unlearned at a large lr, no flow follows it); "
+                             "lower lr, or use theory.predictor(..., theory='exact')")
+        out[h > 0] = sol.y.T.reshape(-1, n, k)[np.searchsorted(grid, h[h > 0])]
+        return out, solver
+    raise AssertionError("unreachable")  # pragma: no cover
