@@ -153,6 +153,27 @@ def test_modified_form_refusals_are_clear():
         modified_flow(np.ones((6, 4)), np.ones((3, 3)), 0.1, np.array([1.0]), method="RK45")
 
 
+def test_explicit_budget_shrinks_with_q_and_small_systems_fall_back_to_bdf(monkeypatch):
+    """The explicit budget is MODIFIED_MAX_WORK / Q.size evaluations; past it a large Q refuses (naming the count),
+    a small one is handed to BDF, which gives DOP853's answer."""
+    import theory.modified_equation as me
+
+    rng = np.random.default_rng(7)
+    target = np.diag([2.0, 1.2, 0.7])
+    Q0 = 0.3 * rng.normal(size=(6, 4))
+    h = np.linspace(0.0, 6.0, 25)
+    free = modified_flow(Q0, target, 0.1, h)
+    monkeypatch.setattr(me, "MODIFIED_MAX_WORK", 24 * 30)  # 30 evaluations for this 6 × 4 Q: too few
+    monkeypatch.setattr(me, "IMPLICIT_MAX_SIZE", 0)  # as if Q were large
+    with pytest.raises(ValueError, match=r"more than 30 evaluations \(DOP853\)"):
+        modified_flow(Q0, target, 0.1, h)
+    # no transient at the init (its terms shrink there), so exact steps cannot help: refused without trying them
+    with pytest.raises(ValueError, match="after up to 0 exact SGD steps"):
+        modified_prediction(Q0, target, 0.1, h, 2.0)
+    monkeypatch.setattr(me, "IMPLICIT_MAX_SIZE", 1024)
+    assert np.abs(modified_flow(Q0, target, 0.1, h) - free).max() <= 1e-7 * np.abs(free).max()
+
+
 def test_implicit_and_explicit_integrators_agree():
     """BDF (the stiff fallback of method='auto') and DOP853 integrate the same field: same Q to the tolerance."""
     rng = np.random.default_rng(7)

@@ -61,21 +61,33 @@ from collections.abc import Callable
 import numpy as np
 
 __all__ = ["modified_field", "modified_flow", "derivatives", "OutsideDomain", "MODIFIED_ORDER", "MODIFIED_RTOL",
-           "MODIFIED_MAX_CALLS", "EXPLICIT_MAX_CALLS"]
+           "MODIFIED_MAX_CALLS", "MODIFIED_MAX_WORK", "EXPLICIT_MAX_CALLS", "IMPLICIT_MAX_CALLS", "IMPLICIT_MAX_SIZE"]
 
 #: The truncation order N used by default (the terms f₁ … f₃ plus the linear tail): local error O(η⁵).
 MODIFIED_ORDER = 3
 #: Relative tolerance of the integration: far below the O(η⁴) the truncation leaves (≥ 1e-9 of s₁ wherever the
 #: correction matters) and far above DOP853's rounding floor.
 MODIFIED_RTOL = 1e-10
-#: Most field evaluations an integration may take (~1 ms each on the tutorial: ≲ 2 min). The ODE is stiff where a
-#: lazy init's fast directions meet a long run (tutorial, γ = 100, 2e5 epochs: BDF takes 1.9e4 evaluations from the
-#: λ-balanced init at lr 0.68, more than 6e4 from the random one at lr 1.04), or where 1 − ησ_max(E) approaches 0.
-MODIFIED_MAX_CALLS = 120_000
-#: Evaluations the explicit integrator (DOP853) is given before ``method='auto'`` hands the integration to the
-#: implicit BDF: a small init's escape and learning take ~2.5e3 on the tutorial at lr = 100, a lazy init's stiff
-#: fast directions over 2e5 epochs more than 6e4 (BDF: 1.9e4–4.4e4).
+#: Most field evaluations an explicit (DOP853) integration may take (~1 ms each on the tutorial: ≲ 1 min). The ODE is
+#: stiff where a lazy init's fast directions meet a long run, or where 1 − ησ_max(E) approaches 0.
+MODIFIED_MAX_CALLS = 60_000
+#: ... and at most this many evaluations × entries of Q, as the field's cost grows with Q.size: 20833 evaluations for
+#: the tutorial's 16 × 30 = 480 (its runs take ~2.5e3), 2564 for the 50-animal table's 130 × 30 = 3900 (~8 ms each),
+#: whose bottleneck run in `saxe verify` is stiff and is refused: after 7692 evaluations (60.5 s) at 3e7, after 2564
+#: (20.6 s; the whole verify 37.5 s) at 1e7; the former limit of 6e4 evaluations meant ~8 min at that rate.
+MODIFIED_MAX_WORK = 10_000_000
+#: Evaluations the explicit integrator is given before ``method='auto'`` hands a small system to the implicit BDF:
+#: a small init's escape and learning take ~2.5e3 on the tutorial at lr = 100, a lazy init's stiff fast directions
+#: over 2e5 epochs more than 6e4.
 EXPLICIT_MAX_CALLS = 20_000
+#: Most evaluations a BDF integration may take (its finite-difference Jacobian included): tutorial, γ = 100, 2e5
+#: epochs: 1.9e4 from the λ-balanced init at lr 0.68, 4.4e4 from the output-lazy one, more than 6e4 from the random
+#: one at lr 1.04.
+IMPLICIT_MAX_CALLS = 120_000
+#: Largest Q (entries) that ``method='auto'`` hands to BDF: its dense Jacobian costs Q.size evaluations and an LU of
+#: Q.size² (the tutorial's 16 × 30 = 480); the 50-animal table's 130 × 30 = 3900 at ~8 ms per evaluation would
+#: cost ~30 s per Jacobian, so larger systems stay explicit (and refuse past MODIFIED_MAX_WORK).
+IMPLICIT_MAX_SIZE = 1024
 
 
 class OutsideDomain(ValueError):
@@ -198,11 +210,13 @@ def modified_flow(Q0: np.ndarray, target: np.ndarray, eta: float, h: np.ndarray,
     hidden rotation of Q0 does not matter (F and every fₙ are equivariant under Q → QO), so any factor of P(0) may be
     given. ``method`` 'DOP853' (explicit, for the escape and learning phases), 'BDF' (implicit, for stiff stretches:
     a lazy init's fast directions, ηκ ≈ ½–1 per step, over a long run) or 'auto': DOP853 within
-    :data:`EXPLICIT_MAX_CALLS` evaluations, else BDF (tutorial, γ = 100, 2e5 epochs: DOP853 does not finish within
-    6e4 evaluations, BDF takes 1.9e4; over 2e4 epochs BDF, Radau and LSODA are off the exact map by 2.2225e-4,
-    2.2223e-4 and 2.2224e-4 of s₁: the integrators agree to 2e-8, far below the truncation). Raises ``ValueError``
+    :data:`EXPLICIT_MAX_CALLS` evaluations, else BDF where Q has at most :data:`IMPLICIT_MAX_SIZE` entries
+    (tutorial, γ = 100, 2e5 epochs: DOP853 does not finish within 6e4 evaluations, BDF takes 1.9e4; over 2e4 epochs
+    BDF, Radau and LSODA are off the exact map by 2.2225e-4, 2.2223e-4 and 2.2224e-4 of s₁: the integrators agree to
+    2e-8, far below the truncation). Raises ``ValueError``
     (naming the epoch) where 1 − η σ_max(E) ≤ 0 is reached, where a derivative leaves the finite numbers, or past
-    :data:`MODIFIED_MAX_CALLS` evaluations.
+    :data:`MODIFIED_MAX_CALLS` (DOP853; fewer for a large Q, :data:`MODIFIED_MAX_WORK`) or
+    :data:`IMPLICIT_MAX_CALLS` (BDF) evaluations.
     """
     if method not in ("auto", "DOP853", "BDF"):
         raise ValueError(f"method must be 'auto', 'DOP853' or 'BDF', got {method!r}")
@@ -248,8 +262,13 @@ def _integrate(Q0: np.ndarray, target: np.ndarray, eta: float, h: np.ndarray, or
     # Q grows from the init's size to O(√s): resolve it relative to the smaller (a small init's escape time is set
     # by Q relative to itself)
     atol = MODIFIED_RTOL * min(np.sqrt(scale), max(float(np.abs(Q0).max(initial=0.0)), np.finfo(float).tiny))
-    plan = [("DOP853", EXPLICIT_MAX_CALLS), ("BDF", MODIFIED_MAX_CALLS)] if method == "auto" else \
-        [(method, MODIFIED_MAX_CALLS)]
+    explicit = min(MODIFIED_MAX_CALLS, MODIFIED_MAX_WORK // max(Q0.size, 1))
+    if method == "auto":
+        plan = ([("DOP853", min(EXPLICIT_MAX_CALLS, explicit)), ("BDF", IMPLICIT_MAX_CALLS)]
+                if Q0.size <= IMPLICIT_MAX_SIZE
+                else [("DOP853", explicit)])
+    else:
+        plan = [(method, explicit if method == "DOP853" else IMPLICIT_MAX_CALLS)]
     for i, (solver, budget) in enumerate(plan):
         calls[0], limit[0] = 0, budget
         try:

@@ -177,6 +177,8 @@ def modified_prediction(Q0: np.ndarray, target: np.ndarray, eta: float, h: np.nd
             best = (k, est)
         if est <= (START_ESTIMATE if k == 0 else LAYER_ESTIMATE) or (np.isfinite(last) and est > 0.5 * last):
             break
+        if k == 0 and not np.isfinite(est):  # no transient at the init (its terms shrink), yet no flow: a layer
+            break                            # of exact steps cannot help (e.g. stiffness over the whole run)
         last = est
     assert best is not None
     k0, estimate = best
