@@ -149,6 +149,8 @@ def test_modified_form_refusals_are_clear():
         modified_flow(np.ones((6, 4)), np.ones((3, 3)), 0.1, np.array([-1.0]))
     with pytest.raises(ValueError, match="order"):
         modified_field(np.ones((6, 4)), np.ones((3, 3)), 0.1, order=4)
+    with pytest.raises(ValueError, match="max_exact_steps must be"):
+        modified_prediction(np.ones((6, 4)), np.ones((3, 3)), 0.1, np.array([1.0]), 1.0, max_exact_steps=-1)
     with pytest.raises(ValueError, match="method must be"):
         modified_flow(np.ones((6, 4)), np.ones((3, 3)), 0.1, np.array([1.0]), method="RK45")
 

@@ -133,6 +133,8 @@ def modified_prediction(Q0: np.ndarray, target: np.ndarray, eta: float, h: np.nd
     h = np.asarray(h, dtype=np.float64)
     if h.size and not (np.isfinite(h).all() and (h >= 0).all()):
         raise ValueError("h must be finite τ-times ≥ 0 (the modified flow is integrated: ask for finite epochs)")
+    if isinstance(max_exact_steps, bool) or not isinstance(max_exact_steps, (int, np.integer)) or max_exact_steps < 0:
+        raise ValueError(f"max_exact_steps must be an integer ≥ 0 (0: no initial layer), got {max_exact_steps!r}")
     C = target.shape[1]
     scale = max(s_max, np.finfo(float).tiny)
     whole = _whole_steps(h, eta)
