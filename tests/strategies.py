@@ -63,6 +63,19 @@ def balanced_weights(n_in: int, n_h: int, n_out: int, lam: float, gamma: float, 
     return [w.detach().numpy().copy() for w in saxe.weights(net)]
 
 
+def drawn_balanced_problem(seed: int, n_h: int, lam: float, log_gamma: float, spread: float):
+    """A whitened 3-mode problem (s_max = 2, the others spread below it by ``spread``) with an exactly λ-balanced init
+    of scale 10^log_gamma; the inputs are padded with zero rows of Y to N_in ≥ N_h where λ < 0 (which needs it).
+    Returns (X, Y, w0, s_max, span), span in τ·s_max units: past the escape of a small init."""
+    s = 2.0 * np.array([1.0, 1.0 - 0.5 * spread, 1.0 - spread + 0.05])
+    n_out = max(6, n_h)
+    _, Y = whitened_problem(s, seed, n_out)
+    n_in = 3 if lam >= 0 else max(3, n_h)
+    X, Y = np.eye(n_in), np.vstack([Y, np.zeros((n_in - 3, n_out))])
+    w0 = balanced_weights(n_in, n_h, n_out, lam, 10.0**log_gamma, seed)
+    return X, Y, w0, float(s[0]), 8.0 * (1.0 + abs(log_gamma))
+
+
 def orthogonals(n: int, k: int | None = None):
     """Strategy for :func:`orthogonal` (n, k) matrices."""
     return seeds().map(lambda seed: orthogonal(n, seed, k))

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from plain_sgd import plain_sgd
-from strategies import balanced_weights, whitened_problem
+from strategies import balanced_weights, drawn_balanced_problem, whitened_problem
 
 import theory
 from theory.balanced import balanced_solution
@@ -64,14 +64,7 @@ def test_summed_tail_makes_the_linear_escape_exact_at_a_large_step():
 @given(seed=st.integers(0, 2**20), n_h=st.integers(2, 5), lam=st.floats(-1.0, 3.0), log_gamma=st.floats(-2.0, 0.3),
        spread=st.floats(0.2, 0.9))
 def test_modified_form_has_order_four_against_the_sgd_map(seed, n_h, lam, log_gamma, spread):
-    s = 2.0 * np.array([1.0, 1.0 - 0.5 * spread, 1.0 - spread + 0.05])
-    n_out = max(6, n_h)
-    X, Y = whitened_problem(s, seed, n_out)
-    n_in = 3 if lam >= 0 else max(3, n_h)
-    X, Y = np.eye(n_in), np.vstack([Y, np.zeros((n_in - 3, n_out))])
-    w0 = balanced_weights(n_in, n_h, n_out, lam, 10.0**log_gamma, seed)
-    span = 8.0 * (1.0 + abs(log_gamma))
-    s_max = float(s[0])
+    X, Y, w0, s_max, span = drawn_balanced_problem(seed, n_h, lam, log_gamma, spread)
     errors, estimates = [], []
     for hs in (0.1, 0.05):
         lr = hs / (theory.learning_rate_to_eta(1.0, *Y.shape) * s_max)

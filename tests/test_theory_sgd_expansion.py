@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from plain_sgd import plain_sgd
-from strategies import balanced_weights, whitened_problem
+from strategies import balanced_weights, drawn_balanced_problem, whitened_problem
 
 import theory
 from theory.balanced import balanced_solution
@@ -36,13 +36,7 @@ def _errors(X, Y, w0, hs, span):
 @given(seed=st.integers(0, 2**20), n_h=st.integers(2, 5), lam=st.floats(-1.0, 3.0), log_gamma=st.floats(-2.0, 0.3),
        spread=st.floats(0.2, 0.9))
 def test_corrected_forms_have_their_order_in_eta_against_the_sgd_map(seed, n_h, lam, log_gamma, spread):
-    s = 2.0 * np.array([1.0, 1.0 - 0.5 * spread, 1.0 - spread + 0.05])
-    n_out = max(6, n_h)
-    X, Y = whitened_problem(s, seed, n_out)
-    n_in = 3 if lam >= 0 else max(3, n_h)  # λ < 0 needs N_in >= N_h
-    X, Y = np.eye(n_in), np.vstack([Y, np.zeros((n_in - 3, n_out))])
-    w0 = balanced_weights(n_in, n_h, n_out, lam, 10.0**log_gamma, seed)
-    span = 8.0 * (1.0 + abs(np.log10(10.0**log_gamma)))  # τ·s_max units: past the escape of a small init
+    X, Y, w0, _, span = drawn_balanced_problem(seed, n_h, lam, log_gamma, spread)
     coarse, fine = _errors(X, Y, w0, 0.02, span), _errors(X, Y, w0, 0.01, span)
     for method, (lo, hi) in ORDER_RATIO.items():
         assert lo <= coarse[method] / fine[method] <= hi, (method, coarse, fine)

@@ -199,7 +199,7 @@ def modified_field(Q: np.ndarray, target: np.ndarray, eta: float, order: int = M
 
 
 class _TooStiff(Exception):
-    """Raised inside the integration past MODIFIED_MAX_CALLS (carries the τ-time reached)."""
+    """Raised inside the integration past the integrator's evaluation budget (carries the τ-time reached)."""
 
 
 def modified_flow(Q0: np.ndarray, target: np.ndarray, eta: float, h: np.ndarray, order: int = MODIFIED_ORDER,
@@ -270,7 +270,7 @@ def _integrate(Q0: np.ndarray, target: np.ndarray, eta: float, h: np.ndarray, or
     else:
         plan = [(method, explicit if method == "DOP853" else IMPLICIT_MAX_CALLS)]
     for i, (solver, budget) in enumerate(plan):
-        calls[0], limit[0] = 0, budget
+        calls[0], limit[0], refused[0] = 0, budget, ""  # a refusal names only this integrator's own trials
         try:
             sol = solve_ivp(rhs, (0.0, float(grid[-1])), Q0.ravel(), t_eval=grid, method=solver,
                             rtol=MODIFIED_RTOL, atol=atol)
