@@ -137,8 +137,9 @@ class SeedBases:
         zl = zs[-1].double()
         train_part = None
         if _saves_work(self.data, run):  # the shapes decide (γ is a factor of the unit draw, not part of the key)
-            Q, b0 = (t[0] for t in reduced_basis(self.sigma_yx, zl[None]))
-            train_part = (b0, *reduced_targets(self.y64, Q))
+            Q, b0 = reduced_basis(self.sigma_yx, zl[None])
+            yq, const = reduced_targets(self.y64, Q)
+            train_part = (b0[0], yq[0], const[0])
         zs64 = [z.double() for z in zs[:-1]] + [zl]
         exact_part = [b.numpy() for b in reduced_weights(self.U_t, self.V_t, zs64)[0]]
         hit = self._cache[key] = _Seed(lower=zs[:-1], train=train_part, exact=exact_part)

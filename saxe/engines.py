@@ -52,10 +52,10 @@ def reduced_sgd(x: torch.Tensor, y: torch.Tensor, weights0: list[torch.Tensor], 
     yq, const = reduced_targets(y, Q)  # (R, P, d), (R,)
     res = reduced_loop(x, yq, const, list(weights0[:-1]), b0, lr, n_epochs,
                        norm=loss_coefficient(P, n_out, reduction), n_modes=min(x.shape[1], n_out),
-                       q_track=Q[:, track[1], :] if track is not None else None, items=_track_items(track),
+                       q_track=Q.rows(track[1]) if track is not None else None, items=_track_items(track),
                        record_modes=record_modes, record_rsm=record_rsm, stop_on_divergence=stop_on_divergence,
                        on_epoch=on_epoch)
-    res.weights = res.weights[:-1] + [Q @ res.weights[-1]]
+    res.weights = res.weights[:-1] + [Q.expand(res.weights[-1])]
     res.illusions = _squeeze_track(res.illusions, track)
     return res
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["EngineResult", "LOSS_DIVERGENCE_FACTOR", "RECORD_BUFFER_BYTES", "reduced_basis", "reduced_targets",
-           "reduced_loop"]
+__all__ = ["Basis", "CHOLQR_MIN_EIG", "GRAM_MIN_NORMAL", "EngineResult", "LOSS_DIVERGENCE_FACTOR",
+           "RECORD_BUFFER_BYTES", "reduced_basis", "reduced_targets", "reduced_loop"]
 
 #: A run counts as diverged when its loss is not finite or exceeds this many times the larger of its initial
 #: loss and the loss of the zero network (mean Y²): gradient descent below the stable learning rate never
@@ -54,27 +54,92 @@ class EngineResult:
     reason: list[str]  # per run: why it diverged ('' if it did not)
 
 
-def reduced_basis(sigma_yx: torch.Tensor, w_last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Q (R, N_out, d): orthonormal columns spanning span(Σʸˣ) + span(W_L) for each run (``w_last`` (R, N_out,
-    N_{L−1}), ``sigma_yx`` (N_out, N_in) shared), and W_L in that basis, ``B = QᵀW_L`` (R, d, N_{L−1}).
+@dataclass
+class Basis:
+    """An orthonormal basis Q (R, N_out, d) of span(Σʸˣ) + span(W_L), held as ``Q = S T``: the stacked columns
+    ``S = [Σʸˣ, W_L]`` (R, N_out, m) and a small ``T`` (R, m, d) (Cholesky QR), or as Q itself (``T is None``,
+    Householder). Only the products the engine needs are formed; none of them is an N_out × N_out matrix."""
 
-    Householder QR of the stacked columns ``[Σʸˣ, W_L]`` always returns orthonormal columns whose span contains
-    every column, also when some are zero or dependent (W_L = 0, rank-deficient Σʸˣ) or when d = N_in + N_h
-    exceeds N_out (then Q spans everything and d = N_out). The span does not change when W_L is rescaled, so one
-    Q serves every init scale of the same draw (the sweep's per-seed bases). B is read off the R factor
-    (``Q R = [Σʸˣ, W_L]``, so ``QᵀW_L`` is R's last N_{L−1} columns): Householder QR is backward stable column by
-    column, so this is as accurate as forming ``QᵀW_L`` and saves an N_out-sized product.
+    S: torch.Tensor
+    T: torch.Tensor | None
+
+    @property
+    def dim(self) -> int:
+        return int(self.S.shape[-1] if self.T is None else self.T.shape[-1])
+
+    def project(self, a: torch.Tensor) -> torch.Tensor:
+        """``a Q`` for rows ``a`` (…, N_out) → (…, d)."""
+        out = a @ self.S
+        return out if self.T is None else out @ self.T
+
+    def rows(self, j: int) -> torch.Tensor:
+        """``Q[:, j, :]`` (R, d): the coordinates of output feature j."""
+        row = self.S[:, j:j + 1, :]
+        return (row if self.T is None else row @ self.T)[:, 0, :]
+
+    def expand(self, b: torch.Tensor) -> torch.Tensor:
+        """``Q b`` for coordinates ``b`` (R, d, k) → (R, N_out, k)."""
+        return self.S @ (b if self.T is None else self.T @ b)
+
+
+#: Cholesky QR builds the basis where the Gram matrix of the column-normalised ``[Σʸˣ, W_L]`` has its smallest
+#: eigenvalue at least this (the columns are far from dependent): its implicit Q then loses orthogonality by ≈
+#: ε·(accumulation)/λ_min, ε that of the run's dtype. Measured on the tutorial's 8-30-10000 net (λ_min = 0.49, random
+#: W_L columns in N_out ≫ m dimensions): ‖QᵀQ − I‖ = 1.6e-13 in float64, 2–3e-7 in float32, where Householder QR gives
+#: 7.9e-6; scaled by 1/λ_min to this floor, ≲ 1e-11 and ≲ 2e-5: inside the engine's 1e-9 agreement with autograd
+#: (float64), and of the order of float32 Householder's own. Below it (dependent or zero columns: a zero or spectral
+#: init, rank-deficient Σʸˣ, N_out < m) Householder QR is used, which needs no condition.
+CHOLQR_MIN_EIG = 1e-2
+#: The Gram matrix is formed in float32 (for float32 runs) only where a column's mean squared entry is this many
+#: times float32's smallest normal number, so that its products are not subnormal (on the tutorial's net: down to
+#: γ ≈ 3e-16, below the widget's 1e-15); else, and where it overflows, in float64.
+GRAM_MIN_NORMAL = 1024.0
+
+
+def reduced_basis(sigma_yx: torch.Tensor, w_last: torch.Tensor) -> tuple[Basis, torch.Tensor]:
+    """The basis Q of span(Σʸˣ) + span(W_L) for each run (``w_last`` (R, N_out, N_{L−1}), ``sigma_yx`` (N_out,
+    N_in) shared), and W_L in that basis, ``B = QᵀW_L`` (R, d, N_{L−1}): the one construction of that basis.
+
+    With ``S = [Σʸˣ, W_L]`` (m = N_in + N_{L−1} columns), D the inverse column norms and ``G = D SᵀS D = LLᵀ``
+    (SᵀS formed in the run's dtype, :data:`GRAM_MIN_NORMAL`; factored in float64), ``Q = S D L⁻ᵀ`` is orthonormal
+    and ``S = Q R`` with ``R = Lᵀ D⁻¹``, so ``B`` is R's last N_{L−1} columns: Cholesky QR, which never forms Q
+    (``Q = S T``, ``T = D L⁻ᵀ``). Its accuracy needs well separated columns (:data:`CHOLQR_MIN_EIG`); otherwise
+    Householder QR of S, which always returns orthonormal columns whose span contains every column, also when some
+    are zero or dependent (W_L = 0, rank-deficient Σʸˣ) or when m exceeds N_out (then Q spans everything and
+    d = N_out); B is read off its R factor (backward stable column by column). The span does not change when W_L is
+    rescaled, so one Q serves every init scale of the same draw (the sweep's per-seed bases).
     """
     stacked = torch.cat([sigma_yx.expand(w_last.shape[0], -1, -1), w_last], dim=-1)
+    n_in = sigma_yx.shape[-1]
+    n_out, m = stacked.shape[-2:]
+    if n_out >= m:
+        gram = (stacked.mT @ stacked).double()  # in the run's dtype (half the time in float32), factored in float64
+        diag = gram.diagonal(dim1=-2, dim2=-1)
+        if stacked.dtype != torch.float64 and not (bool(torch.isfinite(gram).all()) and float(diag.min()) / n_out
+                                                   >= GRAM_MIN_NORMAL * torch.finfo(stacked.dtype).tiny):
+            s64 = stacked.double()  # products near float32's under/overflow: the Gram matrix in float64
+            gram = s64.mT @ s64
+        norms = gram.diagonal(dim1=-2, dim2=-1).sqrt()
+        if bool((norms > 0).all()):
+            scaled = gram / (norms[..., :, None] * norms[..., None, :])
+            if float(torch.linalg.eigvalsh(scaled).min()) >= CHOLQR_MIN_EIG:
+                lower = torch.linalg.cholesky(scaled)  # scaled = L Lᵀ
+                eye = torch.eye(m, dtype=lower.dtype, device=lower.device).expand_as(lower)
+                t = torch.linalg.solve_triangular(lower.mT, eye, upper=True) / norms[..., :, None]  # D L⁻ᵀ
+                r = lower.mT * norms[..., None, :]  # Lᵀ D⁻¹
+                t = t.to(stacked.dtype)
+                if bool(torch.isfinite(t).all()):  # (1/‖column‖ can overflow float32 for subnormal columns)
+                    return Basis(stacked, t), r[..., n_in:].to(stacked.dtype)
     Q, Rf = torch.linalg.qr(stacked)
-    return Q, Rf[..., sigma_yx.shape[-1]:]
+    return Basis(Q, None), Rf[..., n_in:]
 
 
-def reduced_targets(y: torch.Tensor, Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The targets in the basis Q, ``Y Q`` (…, P, d), and the part of Y outside span Q, ``‖Y − Y Q Qᵀ‖²`` (…,)
+def reduced_targets(y: torch.Tensor, basis: Basis) -> tuple[torch.Tensor, torch.Tensor]:
+    """The targets in the basis Q, ``Y Q`` (R, P, d), and the part of Y outside span Q, ``‖Y − Y Q Qᵀ‖²`` (R,)
     (0 for one-hot X, whose Y lies in span Σʸˣ)."""
-    yq = y @ Q
-    return yq, ((y - yq @ Q.mT) ** 2).sum(dim=(-2, -1))
+    yq = basis.project(y)
+    back = yq @ basis.T.mT if basis.T is not None else yq
+    return yq, ((y - back @ basis.S.mT) ** 2).sum(dim=(-2, -1))
 
 
 def _nan0(t: torch.Tensor) -> torch.Tensor:
@@ -169,12 +234,19 @@ def reduced_loop(x: torch.Tensor, yq: torch.Tensor, const: torch.Tensor, lower0:
                 on_epoch(k)
         return new
 
+    depth2_identity = identity and len(ws) == 1
+
     def step(ws: list[torch.Tensor], B: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """One SGD update of every run (weights → new tensors; the old ones stay pending for the records)."""
+        if depth2_identity:  # X = I: h = W_1ᵀ, and W_1 − (g B)ᵀ = W_1 − Bᵀgᵀ is one product (with the old B)
+            h, bt = ws[0].mT, B.mT
+            g = coef_b * mm(yq_b, h, bt, beta=-1.0)
+            gt = g.mT
+            return [mm(ws[0], bt, gt, alpha=-1.0)], mm(B, gt, h, alpha=-1.0)
         hs = _chain(x_b, ws, identity)
         g = coef_b * mm(yq_b, hs[-1], B.mT, beta=-1.0)  # lr · ∂loss/∂out_r = lr·c·(out_r − Y Q)
-        delta = g @ B  # backpropagated before any weight changes
         new_b = mm(B, g.mT, hs[-1], alpha=-1.0)
+        delta = g @ B  # backpropagated before any weight changes
         new_ws: list[torch.Tensor] = []
         for i in range(len(ws) - 1, -1, -1):
             # W_1 − δᵀ X: with X = I that is W_1 − δᵀ exactly

@@ -188,3 +188,43 @@ def test_reduced_equals_autograd_when_basis_is_degenerate(n_features, gamma):
     assert a.modes[-1, 0] > 0.5 * a.modes[-1].max() > 0
     assert np.abs(a.losses - b.losses).max() <= 1e-9 * a.losses[0]
     assert np.abs(a.modes - b.modes).max() <= 1e-9 * a.modes.max()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case,cholesky", [
+    ("random", True),  # columns far from dependent: Cholesky QR
+    ("tiny", True),  # products subnormal in float32: the Gram matrix is formed in float64
+    ("spectral", False),  # W_L's columns partly inside span Σʸˣ: Householder
+    ("zero", False),  # a zero last layer: Householder
+    ("wide", False),  # N_out < N_in + N_h: Q spans everything
+])
+def test_reduced_basis_is_orthonormal_spans_both_and_holds_w_last(dtype, case, cholesky):
+    from saxe.reduced import reduced_basis, reduced_targets
+
+    n_out = 10 if case == "wide" else 300
+    X, Y = _tree(n_out)
+    x, y = torch.from_numpy(X).to(dtype), torch.from_numpy(Y).to(dtype)
+    sigma = y.mT @ x
+    w = torch.randn(n_out, 12, generator=_gen(5), dtype=torch.float64)
+    if case == "tiny":
+        w = w * 1e-21
+    elif case == "spectral":
+        w[:, :3] = torch.linalg.svd(sigma.double(), full_matrices=False)[0][:, :3]
+    elif case == "zero":
+        w.zero_()
+    w = w.to(dtype)
+    basis, b0 = reduced_basis(sigma, w[None])
+    assert (basis.T is not None) == cholesky
+    d = basis.dim
+    Q = basis.expand(torch.eye(d, dtype=dtype)[None])[0].double()
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert Q.shape == (n_out, min(d, n_out))
+    assert (Q.T @ Q - torch.eye(d, dtype=torch.float64)).abs().max() <= tol  # orthonormal
+    for part in (sigma.double(), w.double()):  # its span holds Σʸˣ and W_L, and B₀ = QᵀW_L
+        assert (part - Q @ (Q.T @ part)).norm() <= tol * max(float(part.norm()), 1e-300)
+    assert (Q @ b0[0].double() - w.double()).norm() <= tol * max(float(w.double().norm()), 1e-300)
+    torch.testing.assert_close(basis.rows(7)[0].double(), Q[7], rtol=0, atol=tol)
+    yq, const = reduced_targets(y, basis)
+    want = y.double() @ Q
+    torch.testing.assert_close(yq[0].double(), want, rtol=0, atol=tol * float(want.abs().max()))
+    assert abs(float(const[0])) <= tol * float((y.double() ** 2).sum())  # one-hot X: Y lies in span Σʸˣ

@@ -220,12 +220,21 @@ def stable_lr(X: ArrayLike, Y: ArrayLike, depth: int = 2, *, hidden: int | Seque
         widths = tuple(int(h) for h in hidden)
     if weights is not None:
         widths = tuple(np.shape(w)[0] for w in weights[:-1])
-    s = np.linalg.svd(Y.T @ X, compute_uv=False)  # the singular values of Σʸˣ (those of io_svd, without U, V)
-    rank = int(np.sum(s > 1e-12 * s.max(initial=0.0))) if s.size and s.max() > 0 else 0
-    if is_whitened(X) and (not widths or min(widths) >= rank):
-        lam = depth * s.max(initial=0.0) ** (2.0 - 2.0 / depth) if s.size and s.max() > 0 else 0.0
+    A = Y.T @ X  # Σʸˣ (its singular values are those of io_svd)
+    whitened = is_whitened(X)
+    if whitened and (not widths or min(widths) >= min(A.shape)):
+        # every width holds the whole rank: the closed form needs only s_max, the top eigenvalue of the small
+        # Gram matrix (relative error ~ε, and no SVD of the N_out-sized Σʸˣ)
+        gram = A.T @ A if A.shape[0] >= A.shape[1] else A @ A.T
+        top = float(np.linalg.eigvalsh(gram)[-1]) if gram.size else 0.0
+        lam = depth * top ** (1.0 - 1.0 / depth) if top > 0 else 0.0
     else:
-        lam = sharpness(X, Y, balanced_best_fit(X, Y, depth, widths))
+        s = np.linalg.svd(A, compute_uv=False)
+        rank = int(np.sum(s > 1e-12 * s.max(initial=0.0))) if s.size and s.max() > 0 else 0
+        if whitened and min(widths) >= rank:
+            lam = depth * s.max(initial=0.0) ** (2.0 - 2.0 / depth) if rank else 0.0
+        else:
+            lam = sharpness(X, Y, balanced_best_fit(X, Y, depth, widths))
     learned = 2.0 / (per_lr * lam) if lam > 0 else math.inf
     init = None
     if weights is not None:
