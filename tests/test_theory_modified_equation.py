@@ -128,6 +128,29 @@ def test_lazy_transient_is_taken_by_exact_steps_then_followed(lam, gamma, seed):
         balanced_solution(X, Y, w0, lr, method="modified").mode_matrix(np.array([0.5, 1.0, 50.0]))
 
 
+def test_a_layer_refused_on_its_probe_is_not_integrated_over_the_whole_run(monkeypatch):
+    """After an initial layer, k₀ is judged on PROBE_EPOCHS epochs; where that estimate is already above
+    MAX_ESTIMATE the whole run could only raise it, so it is refused without integrating the rest."""
+    import theory.modified_prediction as mp
+
+    X, Y = whitened_problem([2.0, 1.6, 1.3], 11, 6)
+    w0 = balanced_weights(3, 4, 6, 40.0, 3.0, 1)
+    lr = 0.5 * 2.0 / (theory.learning_rate_to_eta(1.0, 3, 6) * theory.sharpness(X, Y, w0))
+    sol = balanced_solution(X, Y, w0, lr, method="modified")
+    spans: list[float] = []
+    orders = mp._orders
+
+    def counted(Q0, target, eta, h, scale):
+        spans.append(float(h.max()) / eta)
+        return orders(Q0, target, eta, h, scale)
+
+    monkeypatch.setattr(mp, "_orders", counted)
+    monkeypatch.setattr(mp, "MAX_ESTIMATE", 1e-12)  # every candidate's estimate is above it
+    with pytest.raises(ValueError, match="above MAX_ESTIMATE"):
+        modified_prediction(sol.O @ sol.A0, sol.target, sol.eta, np.arange(801.0) * sol.eta, 2.0)
+    assert spans and max(spans) <= mp.PROBE_EPOCHS + 1e-6  # probes only (the layer starts at k₀ ≥ 1)
+
+
 def test_modified_form_refusals_are_clear():
     X, Y = whitened_problem([2.0, 1.6, 1.3], 11, 6)
     w0 = balanced_weights(3, 4, 6, 0.3, 0.3, 2)

@@ -118,9 +118,9 @@ def modified_prediction(Q0: np.ndarray, target: np.ndarray, eta: float, h: np.nd
     one, ≤ 0.50 after it); then k₀ is the first of k, k + 1, k + 2, k + 4, … ≤ ``max_exact_steps`` whose estimate
     is at most :data:`START_ESTIMATE` (k₀ = 0, judged on the whole run) or :data:`LAYER_ESTIMATE` (after a
     transient, judged on the :data:`PROBE_EPOCHS` whole epochs after the layer; the whole run is then integrated
-    once, for k₀); the extension stops early where it no longer halves the estimate (a small init's error is
-    secular, set over its long escape, which a few exact steps do not change), and the k₀ with the smallest estimate
-    is kept. Measured on the tutorial
+    once, for k₀, unless its probe is already refused: the rest can only raise the estimate); the extension stops
+    early where it no longer halves the estimate (a small init's error is secular, set over its long escape, which a
+    few exact steps do not change), and the k₀ with the smallest estimate is kept. Measured on the tutorial
     (8-30-10000, λ-balanced, half the stable lr, first 400 epochs) with k₀ fixed by hand: γ = 10, lr 66.6, error
     0.046 (k₀ = 0) → 1.2e-3 (1) → 3.4e-4 (2); γ = 30, lr 7.51, refused (0) → 0.010 (1) → 6.7e-4 (3) → 2.1e-5 (10).
     Epochs before k₀ are SGD's iterates themselves, so they must be whole numbers of steps (a time inside the layer
@@ -188,7 +188,7 @@ def modified_prediction(Q0: np.ndarray, target: np.ndarray, eta: float, h: np.nd
     late = h >= k0 * eta
     if (~late).any():
         out[~late] = np.stack(iterates)[whole[~late]]
-    if np.isfinite(estimate) and late.any():
+    if estimate <= MAX_ESTIMATE and late.any():  # (beyond it the whole run cannot lower the estimate: refused)
         grid, q = found[k0]
         if end <= grid[-1]:  # the judged window covers the run
             out[late] = q[np.searchsorted(grid, h[late])]
