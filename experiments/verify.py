@@ -303,6 +303,8 @@ def _run(args, specs: list[RunSpec], out: Path) -> int:
             "floor": run_floor,
             "bottleneck": _bottleneck(spec, p),
             "closed_forms_absent": absent,
+            "modified_estimates": {th: {"estimate": preds[th]["estimate"], "exact_steps": preds[th]["exact_steps"]}
+                                   for th in ("modified_equation", "balanced_modified") if th in preds},
             "stable_lr": {"learned": p.bounds.learned, "init": p.bounds.init},
             "half_learning_epochs": halves,
             "timings": {"train_s": rec.info["seconds"], "twin_s": twin.info["seconds"], "theory_s": t_theory},

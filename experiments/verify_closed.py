@@ -58,10 +58,15 @@ def finite_lr_predictions(spec, w0: list[np.ndarray], a0: float, p) -> tuple[dic
 
 
 def _balanced_observables(spec, sol, t: np.ndarray) -> dict:
-    """Modes (descending singular values), loss and RSM of a :class:`theory.BalancedSolution` at epochs t."""
+    """Modes (descending singular values), loss and RSM of a :class:`theory.BalancedSolution` at epochs t; for
+    ``method='modified'`` also its own ``estimate`` (of the mode matrix's entries, units of s_max) and
+    ``exact_steps`` k₀ (the SGD steps it took by the exact map), from the same integration."""
     r = min(spec.X.shape[1], spec.Y.shape[1])
-    return {"modes": np.linalg.svd(sol.mode_matrix(t), compute_uv=False)[..., :r], "loss": sol.loss(t, spec.Y),
-            "rsm": sol.rsm(t)}
+    out = {"modes": np.linalg.svd(sol.mode_matrix(t), compute_uv=False)[..., :r], "loss": sol.loss(t, spec.Y),
+           "rsm": sol.rsm(t)}
+    if sol.method == "modified":
+        out.update(estimate=float(sol.estimated_error(t)), exact_steps=int(sol.exact_steps(t)))
+    return out
 
 
 def balanced_predictions(spec, w0: list[np.ndarray]) -> tuple[dict, dict]:

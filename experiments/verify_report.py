@@ -204,6 +204,18 @@ def _paragraph(name: str, run: dict, result: dict) -> str:
     return " ".join(parts)
 
 
+def _estimate_clause(run: dict, th: str, v: dict) -> str:
+    """The modified equation's own error estimate and initial layer beside its measured error, from the numbers."""
+    est = (run.get("modified_estimates") or {}).get(th)
+    if not est:
+        return ""
+    ratio = v[th] / est["estimate"] if est["estimate"] > 0 else float("inf")
+    layer = (f"after {est['exact_steps']} SGD steps taken by the exact map (a transient no series follows)"
+             if est["exact_steps"] else "from the first epoch")
+    return (f" (its own estimate, of the mode matrix's entries: {est['estimate']:.2g}; the measured error of the "
+            f"singular values is {ratio:.2g}× it; the flow starts {layer})")
+
+
 def _closed_form_sentences(run: dict, v: dict) -> list[str]:
     """The closed forms past Saxe's assumptions (:mod:`experiments.verify_closed`): their gaps, or why absent."""
     cfg, out = run["config"], []
@@ -216,7 +228,7 @@ def _closed_form_sentences(run: dict, v: dict) -> list[str]:
         out.append(f"The coupled closed form with finite-lr times is off by {v['coupled_finite_lr']:.2g} of s_max.")
     if v["modified_equation"] is not None:
         out.append(f"SGD's modified equation (order 3, integrated from this init's weights) is off by "
-                   f"{v['modified_equation']:.2g} of s_max.")
+                   f"{v['modified_equation']:.2g} of s_max{_estimate_clause(run, 'modified_equation', v)}.")
     if v["balanced"] is not None:
         out.append(f"From this λ-balanced init (λ = {cfg.get('lam', float('nan')):.4g}) the exact gradient-flow "
                    f"solution is off by {v['balanced']:.2g} of s_max from SGD (a flow, not the step-by-step map)"
@@ -226,8 +238,9 @@ def _closed_form_sentences(run: dict, v: dict) -> list[str]:
                       if v["balanced_second_order"] is not None else "")
                    + (f"; with finite-lr rates by {v['balanced_finite_lr']:.2g}" if v["balanced_finite_lr"]
                       is not None else "")
-                   + (f"; SGD's modified equation (order 3) by {v['balanced_modified']:.2g}."
-                      if v["balanced_modified"] is not None else "."))
+                   + (f"; SGD's modified equation (order 3) by {v['balanced_modified']:.2g}"
+                      f"{_estimate_clause(run, 'balanced_modified', v)}." if v["balanced_modified"] is not None
+                      else "."))
     for th, why in (run.get("closed_forms_absent") or {}).items():
         out.append(f"No `{th}` here: {why}")
     return out

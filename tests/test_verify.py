@@ -69,6 +69,10 @@ def test_closed_forms_past_saxes_assumptions(quick_run):
     assert m["runs"]["balanced"]["config"]["lam"] > 0
     report = (out / "report.md").read_text()
     assert "finite-lr closed form" in report and "λ-balanced" in report and "modified equation" in report
+    for run, th in (("tutorial", "modified_equation"), ("balanced", "balanced_modified")):
+        est = m["runs"][run]["modified_estimates"][th]  # its own estimate and initial layer, beside the measurement
+        assert 0 < est["estimate"] <= 0.05 and est["exact_steps"] >= 0
+        assert f"its own estimate, of the mode matrix's entries: {est['estimate']:.2g}" in report
 
 
 def test_deep_random_ensembles_a_priori(quick_run):
