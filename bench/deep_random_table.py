@@ -13,7 +13,7 @@ against real float64 training with ``saxe.train(engine='autograd')``. Predicted:
 half_learning_distribution`` (no weights). Old: the balanced discrete map from the a priori a₀
 (``theory.predictor(..., theory='scalar', a0=a₀)``).
 
-    python bench/deep_random_table.py [--seeds 32] [--draws 512] [--a0 1e-4 1e-6] [--check-train 2]
+    python bench/deep_random_table.py [--seeds 32] [--draws 512] [--a0 1e-4 1e-6] [--check-train 2] [--decompose]
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import torch
 import saxe
 import theory
 from experiments.metrics import half_learning_epochs
-from theory.deep_init import half_learning_distribution
+from theory.deep_init import half_learning_distribution, half_learning_from_statistics, initial_statistics
 from theory.state import exact_state, sgd_step
 
 LR_FRACTION = 0.6  # as experiments/verify.py's DEEP3_LR_FRACTION
@@ -47,9 +47,10 @@ def initial_weights(sizes, gamma, seed):
     return net, [w.detach().numpy().copy() for w in saxe.weights(net)]
 
 
-def measured(X, Y, s, sizes, lr, gamma, seeds, cap=10**6) -> np.ndarray:
-    """(seeds, r) first epoch at which the k-th singular value of the exact state's W_tot reaches s_k/2."""
-    eta = theory.learning_rate_to_eta(lr, *Y.shape)
+def measured(X, Y, s, sizes, lr, gamma, seeds, cap=10**6, eta=None) -> np.ndarray:
+    """(seeds, r) first epoch at which the k-th singular value of the exact state's W_tot reaches s_k/2 (r = s.size:
+    pass the leading s only for a target Y restricted to those modes; ``eta`` overrides lr's, which Y sets)."""
+    eta = theory.learning_rate_to_eta(lr, *Y.shape) if eta is None else eta
     states = [exact_state(X, Y, initial_weights(sizes, gamma, seed)[1]) for seed in seeds]
     layers = [np.stack([st.layers[l] for st in states]) for l in range(len(sizes) - 1)]
     target = np.stack([st.target for st in states])
@@ -61,6 +62,24 @@ def measured(X, Y, s, sizes, lr, gamma, seeds, cap=10**6) -> np.ndarray:
         if np.isfinite(out).all():
             break
     return out
+
+
+def decompose(X, Y, s, sizes, lr, gamma, seeds, T) -> None:
+    """Where the model's error comes from, per mode (medians over seeds): the model run on each seed's *actual*
+    initial statistics (its law left out) against the measured epochs T; and against the exact dynamics with the
+    target restricted to modes 1…k (the slower modes removed: their effect through the shared layers)."""
+    U, _, V = theory.io_svd(X, Y)
+    eta = theory.learning_rate_to_eta(lr, *Y.shape)
+    own = half_learning_from_statistics([initial_statistics(initial_weights(sizes, gamma, sd)[1], U, V)
+                                         for sd in seeds], s, sizes, eta, FRACTION)
+    print(f"\ndepth {len(sizes) - 1}, γ {gamma:.4g}: model on each seed's own statistics, and the restricted dynamics")
+    print("| mode | model (own stats) vs measured | restricted (modes 1…k) vs measured | model vs restricted |")
+    print("|---|---|---|---|")
+    for k in range(s.size):
+        Yk = X @ np.linalg.pinv(X.T @ X) @ (V[:, : k + 1] * s[: k + 1]) @ U[:, : k + 1].T  # Σʸˣ of modes 1…k only
+        Tk = measured(X, Yk, s[: k + 1], sizes, lr, gamma, seeds, eta=eta)[:, k]
+        print(f"| {k + 1} | {np.median(own[:, k] / T[:, k]) - 1:+.3f} | {np.median(Tk / T[:, k]) - 1:+.3f} "
+              f"| {np.median(own[:, k] / Tk) - 1:+.3f} |")
 
 
 def trained(X, Y, s, sizes, lr, gamma, seed, n_epochs) -> np.ndarray:
@@ -76,6 +95,7 @@ def main() -> None:
     p.add_argument("--a0", type=float, nargs="+", default=[1e-4, 1e-6])
     p.add_argument("--depths", type=int, nargs="+", default=[3, 4])
     p.add_argument("--check-train", type=int, default=2, help="seeds checked against saxe.train (0: none)")
+    p.add_argument("--decompose", action="store_true", help="also the model's error, decomposed (see decompose)")
     args = p.parse_args()
     torch.set_num_threads(1)
     X, Y = (np.asarray(a, dtype=np.float64) for a in saxe.generate_hsd(rng=0))
@@ -102,6 +122,8 @@ def main() -> None:
                       f"| {pred.quantiles[0, k]:g}–{pred.quantiles[-1, k]:g} | {old[k]:g} |")
             print(f"<!-- depth {depth}, a0 {a0:g}: lr {lr:.5g}, η {eta:.4g}; measured {t1 - t0:.1f} s, "
                   f"predicted {t2 - t1:.1f} s -->")
+            if args.decompose:
+                decompose(X, Y, s, sizes, lr, gamma, range(args.seeds), T)
             if depth == args.depths[0] and a0 == args.a0[0]:
                 for seed in range(args.check_train):
                     tr = trained(X, Y, s, sizes, lr, gamma, seed, int(np.max(T[seed])) + 2)
