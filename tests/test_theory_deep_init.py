@@ -277,3 +277,17 @@ def test_the_model_on_an_inits_own_statistics_follows_that_inits_exact_single_mo
         if np.isfinite(exact).all():
             break
     np.testing.assert_allclose(own, exact, rtol=OWN_STATISTICS_RTOL)
+
+
+def test_initial_statistics_refuses_weights_that_do_not_fit():
+    from theory.deep_init import initial_statistics
+
+    U, V = np.eye(6)[:, :2], np.eye(3)[:, :2]
+    good = [np.ones((4, 3)), np.ones((5, 4)), np.ones((6, 5))]
+    assert initial_statistics(good, U, V)[0].shape == (2, 5)
+    with pytest.raises(ValueError, match="weights must chain: weights\\[2\\] has 4 columns"):
+        initial_statistics([good[0], np.ones((5, 4)), np.ones((6, 4))], U, V)
+    with pytest.raises(ValueError, match="must match the weights' N_in = 3 and N_out = 6"):
+        initial_statistics(good, U, np.eye(4)[:, :2])
+    with pytest.raises(ValueError, match="at least two layers"):
+        initial_statistics(good[:1], U, V)

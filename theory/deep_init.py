@@ -75,12 +75,12 @@ product's second-order terms, ηs√κ ≈ 0.02 on the tutorial); the discrete c
 mode escapes on its own: the modes share the middle layers, and the slower modes' growth speeds the faster ones
 (on the tutorial, medians over 32 seeds: mode 1 is learned 1.8% (depth 3) and 3.9% (depth 4) earlier than with
 the target restricted to it, modes 2–7 3–14% and 9–20% earlier than with the target restricted to modes 1…k) —
-not modelled; (ii) the hand-over from the vector
-linear phase to a scalar chain (the alignment of a, b with K's top directions continues in the chain's stead;
-per seed, against the single-mode exact dynamics, switching at (λ₊/λ₋)ⁿ = 2…5 moves the median by −4%…+1%
-(depth 3) and −3.5%…+2.4% (depth 4), per-seed correlation ≥ 0.998); (iii) the residual's nonlinear terms
-during the linear phase (negligible while |b|² ≪ |a|²); (iv) the taking (5) is applied at the hand-over as if the
-earlier modes were already learned, and the taken directions of the inner layers are W_{>l}ᵀd (first order).
+not modelled; (ii) the hand-over from the vector linear phase to a scalar chain (the alignment of a, b with K's
+top directions continues in the chain's stead; per seed, against the single-mode exact dynamics, switching at
+(λ₊/λ₋)ⁿ = 2…5 moves the median by −4%…+1% (depth 3) and −3.5%…+2.4% (depth 4), per-seed correlation ≥ 0.998);
+(iii) the residual's nonlinear terms during the linear phase (negligible while |b|² ≪ |a|²); (iv) the taking (5)
+is applied at the hand-over as if the earlier modes were already learned, and the taken directions of the inner
+layers are W_{>l}ᵀd (first order).
 Measured (bench/deep_random_table.py, tutorial, 32 seeds): medians within +3.7% at depth 3; at depth 4 from
 +9.1% (mode 1) to −10% (mode 8). ``--decompose`` runs the model on each seed's own initial statistics
 (:func:`initial_statistics`; the law left out: +4.6% … −9.5% at depth 4, so the law is not the cause) and the
@@ -217,6 +217,13 @@ def initial_statistics(weights: Sequence[ArrayLike], U: ArrayLike, V: ArrayLike)
     if len(ws) < 2:
         raise ValueError(f"weights must hold at least two layers (depth ≥ 2), got {len(ws)}")
     U, V = as_float_array("U", U, ndim=2), as_float_array("V", V, ndim=2)
+    for i in range(1, len(ws)):
+        if ws[i].shape[1] != ws[i - 1].shape[0]:
+            raise ValueError(f"weights must chain: weights[{i}] has {ws[i].shape[1]} columns but weights[{i - 1}] has "
+                             f"{ws[i - 1].shape[0]} rows")
+    if V.shape[0] != ws[0].shape[1] or U.shape[0] != ws[-1].shape[0] or U.shape[1] != V.shape[1]:
+        raise ValueError(f"U (N_out, r) and V (N_in, r) must match the weights' N_in = {ws[0].shape[1]} and N_out = "
+                         f"{ws[-1].shape[0]}, got U {U.shape} and V {V.shape}")
     a, b = (ws[0] @ V).T, (ws[-1].T @ U).T
     kap, E, _, gk, a2, F, c = _gram_statistics(a, b, ws[1:-1])
     return kap, E, np.einsum("rij,ri->rj", E, b), gk, a2, F, c
