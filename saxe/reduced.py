@@ -111,35 +111,46 @@ def reduced_basis(sigma_yx: torch.Tensor, w_last: torch.Tensor) -> tuple[Basis, 
     """
     stacked = torch.cat([sigma_yx.expand(w_last.shape[0], -1, -1), w_last], dim=-1)
     n_in = sigma_yx.shape[-1]
-    n_out, m = stacked.shape[-2:]
-    if n_out >= m:
-        gram = (stacked.mT @ stacked).double()  # in the run's dtype (half the time in float32), factored in float64
-        diag = gram.diagonal(dim1=-2, dim2=-1)
-        if stacked.dtype != torch.float64 and not (bool(torch.isfinite(gram).all()) and float(diag.min()) / n_out
-                                                   >= GRAM_MIN_NORMAL * torch.finfo(stacked.dtype).tiny):
-            s64 = stacked.double()  # products near float32's under/overflow: the Gram matrix in float64
-            gram = s64.mT @ s64
-        norms = gram.diagonal(dim1=-2, dim2=-1).sqrt()
-        if bool((norms > 0).all()):
-            scaled = gram / (norms[..., :, None] * norms[..., None, :])
-            if float(torch.linalg.eigvalsh(scaled).min()) >= CHOLQR_MIN_EIG:
-                lower = torch.linalg.cholesky(scaled)  # scaled = L Lᵀ
-                eye = torch.eye(m, dtype=lower.dtype, device=lower.device).expand_as(lower)
-                t = torch.linalg.solve_triangular(lower.mT, eye, upper=True) / norms[..., :, None]  # D L⁻ᵀ
-                r = lower.mT * norms[..., None, :]  # Lᵀ D⁻¹
-                t = t.to(stacked.dtype)
-                if bool(torch.isfinite(t).all()):  # (1/‖column‖ can overflow float32 for subnormal columns)
-                    return Basis(stacked, t), r[..., n_in:].to(stacked.dtype)
+    found = _cholesky_qr(stacked)
+    if found is not None:
+        basis, r = found
+        return basis, r[..., n_in:]
     Q, Rf = torch.linalg.qr(stacked)
     return Basis(Q, None), Rf[..., n_in:]
+
+
+def _cholesky_qr(stacked: torch.Tensor) -> tuple[Basis, torch.Tensor] | None:
+    """``(Basis(S, D L⁻ᵀ), R = Lᵀ D⁻¹)`` for the columns S = ``stacked`` (:func:`reduced_basis`), or ``None`` where
+    Cholesky QR would not be accurate: N_out < m, a zero column, λ_min < :data:`CHOLQR_MIN_EIG`, or a coefficient
+    that overflows the run's dtype."""
+    n_out, m = stacked.shape[-2:]
+    if n_out < m:
+        return None
+    gram = (stacked.mT @ stacked).double()  # in the run's dtype (half the time in float32), factored in float64
+    diag = gram.diagonal(dim1=-2, dim2=-1)
+    if stacked.dtype != torch.float64 and not (bool(torch.isfinite(gram).all()) and float(diag.min()) / n_out
+                                               >= GRAM_MIN_NORMAL * torch.finfo(stacked.dtype).tiny):
+        s64 = stacked.double()  # products near float32's under/overflow: the Gram matrix in float64
+        gram = s64.mT @ s64
+    norms = gram.diagonal(dim1=-2, dim2=-1).sqrt()
+    if not bool((norms > 0).all()):
+        return None
+    scaled = gram / (norms[..., :, None] * norms[..., None, :])
+    if float(torch.linalg.eigvalsh(scaled).min()) < CHOLQR_MIN_EIG:
+        return None
+    lower = torch.linalg.cholesky(scaled)  # scaled = L Lᵀ
+    eye = torch.eye(m, dtype=lower.dtype, device=lower.device).expand_as(lower)
+    t = (torch.linalg.solve_triangular(lower.mT, eye, upper=True) / norms[..., :, None]).to(stacked.dtype)  # D L⁻ᵀ
+    if not bool(torch.isfinite(t).all()):  # 1/‖column‖ can overflow float32 for subnormal columns
+        return None
+    return Basis(stacked, t), (lower.mT * norms[..., None, :]).to(stacked.dtype)  # R = Lᵀ D⁻¹
 
 
 def reduced_targets(y: torch.Tensor, basis: Basis) -> tuple[torch.Tensor, torch.Tensor]:
     """The targets in the basis Q, ``Y Q`` (R, P, d), and the part of Y outside span Q, ``‖Y − Y Q Qᵀ‖²`` (R,)
     (0 for one-hot X, whose Y lies in span Σʸˣ)."""
     yq = basis.project(y)
-    back = yq @ basis.T.mT if basis.T is not None else yq
-    return yq, ((y - back @ basis.S.mT) ** 2).sum(dim=(-2, -1))
+    return yq, ((y - basis.expand(yq.mT).mT) ** 2).sum(dim=(-2, -1))
 
 
 def _nan0(t: torch.Tensor) -> torch.Tensor:
