@@ -37,14 +37,20 @@ def _tiny_problem(sizes, s):
 def _measured(sizes, s, gamma, eta, seeds, cap=20000):
     """Half-learning epochs of the sorted singular values, by the exact theory state (= float64 SGD), per seed."""
     X, Y = _tiny_problem(sizes, s)
-    states = []
+    inits = []
     for seed in seeds:
         rng = np.random.default_rng(seed)
-        ws = [rng.standard_normal((o, i)) * gamma / np.sqrt(i + o) for i, o in zip(sizes[:-1], sizes[1:])]
-        states.append(exact_state(X, Y, ws))
-    layers = [np.stack([st_.layers[l] for st_ in states]) for l in range(len(sizes) - 1)]
+        inits.append([rng.standard_normal((o, i)) * gamma / np.sqrt(i + o) for i, o in zip(sizes[:-1], sizes[1:])])
+    return _exact_half_epochs(X, Y, inits, s, eta, cap)
+
+
+def _exact_half_epochs(X, Y, inits, s, eta, cap=20000):
+    """(len(inits), len(s)): first epoch at which the k-th singular value of W_tot reaches s_k/2, iterating the
+    exact theory state of each init (= float64 SGD)."""
+    states = [exact_state(X, Y, ws) for ws in inits]
+    layers = [np.stack([st_.layers[l] for st_ in states]) for l in range(len(states[0].layers))]
     target = np.stack([st_.target for st_ in states])
-    out = np.full((len(seeds), len(s)), np.inf)
+    out = np.full((len(inits), len(s)), np.inf)
     for k in range(cap):
         layers, M = sgd_step(layers, target, eta)
         sv = np.linalg.svd(M, compute_uv=False)[:, : len(s)]
@@ -267,15 +273,7 @@ def test_the_model_on_an_inits_own_statistics_follows_that_inits_exact_single_mo
         inits.append([w.detach().numpy().copy() for w in saxe.weights(net)])
     own = half_learning_from_statistics([initial_statistics(w, U, V) for w in inits], s, sizes, eta)[:, 0]
     alone = s[0] * V[:, :1] @ U[:, :1].T  # Σʸˣ of mode 1 only, as targets for X = I
-    states = [exact_state(X, alone, w) for w in inits]
-    layers = [np.stack([st_.layers[l] for st_ in states]) for l in range(depth)]
-    target = np.stack([st_.target for st_ in states])
-    exact = np.full(len(inits), np.inf)
-    for k in range(5000):
-        layers, M = sgd_step(layers, target, eta)
-        exact[(np.linalg.svd(M, compute_uv=False)[:, 0] >= 0.5 * s[0]) & np.isinf(exact)] = k
-        if np.isfinite(exact).all():
-            break
+    exact = _exact_half_epochs(X, alone, inits, s[:1], eta, cap=5000)[:, 0]
     np.testing.assert_allclose(own, exact, rtol=OWN_STATISTICS_RTOL)
 
 
