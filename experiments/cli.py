@@ -7,7 +7,8 @@ Exit codes, the same for every command:
 * 2 — bad input: arguments, data files, or a setting no theory can check (an lr above the stable bound);
 * 3 — training or a theory's map diverged (``saxe.DivergenceError``, ``theory.OrbitDivergenceError``);
 * 4 — environment: the results cannot be written (read-only or immutable folder, full disk);
-* 130 — interrupted.
+* 130 — interrupted (Ctrl-C), 143 — terminated (SIGTERM, e.g. ``kill`` or a batch scheduler's time limit): both
+  unwind like an error, so no temp file is left and no result looks complete.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``; they are
 imported lazily so that ``saxe --help`` is quick.
@@ -16,7 +17,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 
 SUBCOMMANDS = {
     "tutorial": ("experiments.tutorial", "reproduce every figure of the Neuromatch tutorial, theory dashed on top"),
@@ -24,6 +28,29 @@ SUBCOMMANDS = {
     "sweep": ("experiments.sweep", "map where the theory holds over lr × init scale × depth × width × seeds"),
 }
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_DIVERGED, EXIT_ENVIRONMENT, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, the shell's convention
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that the command unwinds as on Ctrl-C (exit code 143)."""
+
+
+@contextmanager
+def _sigterm_unwinds():
+    """While a command runs, SIGTERM raises :class:`Terminated` instead of killing the process on the spot (which
+    left atomic writers' temp files behind and no message)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum, frame):
+        raise Terminated()
+
+    old = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 class UsageError(ValueError):
@@ -80,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
-        return int(importlib.import_module(args._module).run(args))
+        with _sigterm_unwinds():
+            return int(importlib.import_module(args._module).run(args))
+    except Terminated:
+        print(f"saxe {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print(f"saxe {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -209,7 +209,10 @@ def lazy_rich_figure(rows: Sequence[LazyRichRow], path: str | Path) -> Path:
         ax.axhline(1.0, color="0.7", lw=0.8)
     fig.axes[0].legend(fontsize=7, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    from .report import atomic_write
+
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format=path.suffix.lstrip(".") or "png", dpi=120)
     return path
 
 

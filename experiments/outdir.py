@@ -2,7 +2,10 @@
 
 * A non-empty folder is refused unless ``--force``; with it, the previous run's ``metrics.json`` (whose presence
   marks a complete run) is deleted *first*, then its other result files, so an interrupted or failed run can
-  never leave a folder that looks complete.
+  never leave a folder that looks complete. "Its result files" are those listed in the folder's manifest
+  (:data:`experiments.report.MANIFEST`, where every write is listed before it happens, even a killed run's) plus
+  the fixed names of :data:`RESULT_NAMES` and stale temp files: a file the user put in the folder is never
+  removed (it may be overwritten only by a result of the same name).
 * Writability is probed before training (a read-only or immutable folder fails in a second, not after minutes
   of work), as :class:`OutputError` (exit code 4: an environment problem, not bad input).
 * A folder the command created is removed again if the command fails before writing anything into it.
@@ -17,12 +20,13 @@ from pathlib import Path
 from typing import Iterator
 
 from .cli import OutputError, UsageError
+from .report import MANIFEST, claimed_folders, manifest_names
 
-__all__ = ["prepared_out", "RESULT_PATTERNS"]
+__all__ = ["prepared_out", "RESULT_NAMES"]
 
-#: The files a previous run of verify/tutorial may have written at the top of its folder (removed by --force).
-RESULT_PATTERNS = ("metrics.json", "summary.json", "report.md", "*.png", "*.gif", "*.pdf", "*.svg", "*.json",
-                   ".*.tmp")
+#: Names removed by --force even where no manifest lists them (a folder written before manifests existed): the
+#: files that mark or summarise a run. Figures are removed only where the manifest lists them.
+RESULT_NAMES = ("metrics.json", "summary.json", "report.md")
 
 
 def _probe(out: Path) -> None:
@@ -58,17 +62,27 @@ def prepared_out(path, *, force: bool) -> Iterator[Path]:
     try:
         _probe(out)
         if force and not created:
-            try:
-                (out / "metrics.json").unlink(missing_ok=True)  # first: the folder must stop looking complete
-                for pattern in RESULT_PATTERNS:
-                    for p in out.glob(pattern):
-                        if p.is_file():
-                            p.unlink()
-            except OSError as exc:
-                raise OutputError(f"--out {out}: cannot remove the previous results ({exc.strerror or exc})") \
-                    from None
+            _remove_previous(out)
+        claimed_folders.add(out.resolve())
         yield out
     except BaseException:
-        if created and out.is_dir() and not any(out.iterdir()):
+        if created and out.is_dir() and not [p for p in out.iterdir() if p.name != MANIFEST]:
             shutil.rmtree(out, ignore_errors=True)
         raise
+    finally:
+        claimed_folders.discard(out.resolve())
+
+
+def _remove_previous(out: Path) -> None:
+    """--force: remove the previous run's files (module docstring), ``metrics.json`` first, then the manifest."""
+    names = (manifest_names(out) | set(RESULT_NAMES)) - {"metrics.json"}
+    try:
+        (out / "metrics.json").unlink(missing_ok=True)  # first: the folder must stop looking complete
+        for p in [out / n for n in sorted(names)] + list(out.glob(".*.tmp")):
+            if p.is_file() and not p.is_symlink():
+                p.unlink()
+            elif p.is_symlink():  # a link the user made: not ours to follow or remove
+                continue
+        (out / MANIFEST).unlink(missing_ok=True)
+    except OSError as exc:
+        raise OutputError(f"--out {out}: cannot remove the previous results ({exc.strerror or exc})") from None

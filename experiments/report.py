@@ -4,6 +4,10 @@ Every writer goes through :func:`atomic_write`: the content goes to a temporary 
 is flushed and fsync'ed, given the permissions a plain ``open()`` would give (0666 minus the umask: ``mkstemp``
 creates 0600 files, which collaborators could not read), then renamed over the target (``os.replace`` is atomic
 on POSIX and Windows).
+
+In an output folder a command has claimed (:func:`experiments.outdir.prepared_out`), each file's name is first
+appended to the folder's manifest :data:`MANIFEST` (before the file exists, so even a killed run's files are
+listed): ``--force`` later removes exactly those files and never a file the user put there.
 """
 from __future__ import annotations
 
@@ -17,7 +21,33 @@ from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["atomic_write", "write_text", "write_json", "save_figure", "to_jsonable", "package_versions"]
+__all__ = ["MANIFEST", "manifest_names", "claimed_folders", "atomic_write", "write_text", "write_json", "save_figure",
+           "to_jsonable", "package_versions"]
+
+
+#: The list of files the saxe commands wrote into a folder, one name per line (hidden; see the module docstring).
+MANIFEST = ".saxe-outputs"
+#: Output folders claimed by the running command (resolved paths): their writes are listed in the manifest.
+claimed_folders: set[Path] = set()
+
+
+def manifest_names(folder) -> set[str]:
+    """The names listed in ``folder``'s manifest (empty if there is none; a torn last line names no file)."""
+    try:
+        text = (Path(folder) / MANIFEST).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return set()
+    return {n for n in text.splitlines() if n and "/" not in n and n not in (".", "..", MANIFEST)}
+
+
+def _claim(path: Path) -> None:
+    """List ``path`` in its folder's manifest before it is written, when the folder is a claimed output folder."""
+    folder = path.parent.resolve()
+    if folder in claimed_folders and path.name not in manifest_names(folder):
+        with open(folder / MANIFEST, "a", encoding="utf-8") as fh:
+            fh.write(path.name + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 def _umask() -> int:
@@ -31,6 +61,7 @@ def atomic_write(path, mode: str = "w", encoding: str | None = "utf-8") -> Itera
     """Open a temp file beside ``path``; on success rename it over ``path``, on error delete it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _claim(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:

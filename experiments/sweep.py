@@ -239,6 +239,11 @@ def run(args) -> int:
             raise UsageError(f"--engine reduced needs γ > 0 and N_out > N_in + N_(L−1) (here "
                              f"N_in={problem.X.shape[1]}, N_out={problem.Y.shape[1]}); e.g. run {bad[0].run_id} "
                              "does not qualify: use --engine auto or autograd")
+    for depth, hidden, gamma in sorted({(r.depth, r.hidden, r.gamma) for r in mine if r.gamma > 0}):
+        try:  # a γ whose init overflows float64 is bad input, refused before anything is written
+            problem.a0(Run(0, depth, hidden, 1.0, gamma, 0))
+        except (ValueError, OverflowError) as exc:
+            raise UsageError(f"--gamma {gamma!r} (depth {depth}, hidden {hidden}): {exc}") from None
     warnings = stability_warnings(problem.X, problem.Y, sorted({(r.depth, r.hidden, r.lr) for r in mine}))
     for text in warnings:  # never hidden: these grid points cannot give an exact, settled run
         print(f"saxe sweep: warning: {text}", file=sys.stderr)
@@ -248,6 +253,11 @@ def run(args) -> int:
     _prepare_out(out)
     rows = existing_rows(out / names["csv"], header, args.resume, problem, args.epochs, args.dtype)
     done = {row["run_id"] for row in rows}
+    foreign = sorted(done - {r.run_id for r in mine})
+    if foreign:  # rows of another grid would be counted as resumed and the sweep called complete
+        raise UsageError(f"--resume: {out / names['csv']} holds {len(foreign)} runs that are not in this grid "
+                         f"(e.g. {foreign[0]}): it was written by a sweep with other --depth/--hidden/--lr/--gamma/"
+                         "--seeds/--seed-start or --shard; rerun with that grid, or choose another --out")
     pending = [r for r in mine if r.run_id not in done]
     order = {r.run_id: r.index for r in grid}
     dtype = torch.float64 if args.dtype == "float64" else torch.float32

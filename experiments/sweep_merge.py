@@ -10,7 +10,9 @@ complete, and holding the rows its marker promises. If any shard is missing or i
 exits 1, naming each such shard and why — unless ``--partial`` asks for the merge anyway; then ``sweep.json``
 says ``"partial": true`` with the missing and incomplete shards and the rows expected, and a line on stderr says
 the result is partial (also with ``--quiet``). No run may appear twice, and every shard must come from the same
-sweep (data, epochs, dtype).
+sweep: the rows' data, epochs and dtype, and the markers' grid (the ``--depth/--hidden/--lr/--gamma/--seeds/
+--seed-start`` of each shard's command, :data:`GRID_KEYS`). Where the markers give the grid, every row must be one
+of its runs and ``n_expected`` is the whole grid's size, also when a shard is missing.
 """
 from __future__ import annotations
 
@@ -21,10 +23,34 @@ from pathlib import Path
 
 from .cli import UsageError
 from .report import package_versions, write_json
-from .sweep_grid import output_names, read_rows, sweep_identity, write_rows
+from .sweep_grid import build_grid, output_names, read_rows, sweep_identity, write_rows
 
 _SHARD_FILE = re.compile(r"sweep\.shard-(\d+)-of-(\d+)\.(csv|json)")  # a shard's rows or its completion marker
 EXIT_INCOMPLETE = 1
+#: The options of a shard's command that define the sweep's grid and data: shards must agree on all of them.
+GRID_KEYS = ("depth", "hidden", "lr", "gamma", "seeds", "seed_start", "epochs", "data", "features", "data_seed",
+             "dtype")
+
+
+def _grid_ids(markers: dict[int, dict]) -> tuple[set[str] | None, int | None]:
+    """The run ids of the grid the shards' markers describe (None where no marker has a command); refuse shards
+    whose commands describe different grids."""
+    commands = {i: m["command"] for i, m in markers.items() if isinstance(m.get("command"), dict)}
+    if not commands:
+        return None, None
+    first, ref = next(iter(commands.items()))
+    for i, cmd in commands.items():
+        diff = [k for k in GRID_KEYS if cmd.get(k) != ref.get(k)]
+        if diff:
+            raise UsageError(f"--merge: shard {i} was run with another grid than shard {first} (they differ in "
+                             + ", ".join(f"--{k.replace('_', '-')}: {cmd.get(k)!r} vs {ref.get(k)!r}" for k in diff)
+                             + "); merge only the shards of one sweep")
+    try:
+        grid = build_grid(ref["depth"], ref["hidden"], ref["lr"], ref["gamma"],
+                          range(int(ref["seed_start"]), int(ref["seed_start"]) + int(ref["seeds"])))
+    except (KeyError, TypeError, ValueError):
+        return None, None
+    return {r.run_id for r in grid}, len(grid)
 
 
 def _read_marker(path: Path) -> dict | None:
@@ -72,9 +98,12 @@ def merge(args) -> int:
     seen: dict[str, str] = {}
     problems: dict[int, str] = {}
     n_expected, merged = 0, []
+    states = {i: shard_state(out / output_names((i, n))["csv"], out / output_names((i, n))["json"])
+              for i in range(n)}
+    grid_ids, n_grid = _grid_ids({i: st[3] for i, st in states.items() if st[3]})
     for i in range(n):
         names = output_names((i, n))
-        problem, shard_rows, h, marker = shard_state(out / names["csv"], out / names["json"])
+        problem, shard_rows, h, marker = states[i]
         n_expected += int(marker.get("n_expected", len(shard_rows))) if marker else len(shard_rows)
         if problem is not None:
             problems[i] = problem
@@ -88,6 +117,9 @@ def merge(args) -> int:
             if rows and sweep_identity(row) != sweep_identity(rows[0]):
                 raise UsageError(f"--merge: {names['csv']} holds runs of another sweep (data, epochs or dtype "
                                  "differ)")
+            if grid_ids is not None and row["run_id"] not in grid_ids:
+                raise UsageError(f"--merge: {names['csv']} holds run {row['run_id']}, which is not in the grid of the "
+                                 "shards' commands; merge only the shards of one sweep")
             if row["run_id"] in seen:
                 raise UsageError(f"--merge: run {row['run_id']} is in both {seen[row['run_id']]} and {names['csv']}")
             seen[row["run_id"]] = names["csv"]
@@ -99,6 +131,8 @@ def merge(args) -> int:
               "Rerun them (--shard i/n --resume), or pass --partial to merge what is there (marked partial).",
               file=sys.stderr)
         return EXIT_INCOMPLETE
+    if n_grid is not None:  # the whole grid, also where a missing shard left no marker to count
+        n_expected = n_grid
     missing = [i for i, why in problems.items() if why.startswith("missing")]
     incomplete = [i for i in problems if i not in missing]
     write_rows(target, header or [], rows)
@@ -110,7 +144,8 @@ def merge(args) -> int:
                       "incomplete_shards": incomplete, "problems": {str(i): w for i, w in problems.items()},
                       "versions": package_versions()})
     if problems:  # never hidden, not even by --quiet
-        print(f"saxe sweep --merge: PARTIAL merge (--partial): {len(rows)} runs of at least {n_expected} expected, "
+        of = f"{n_expected}" if n_grid else f"at least {n_expected}"
+        print(f"saxe sweep --merge: PARTIAL merge (--partial): {len(rows)} runs of {of} expected, "
               f"from {n - len(problems)} complete of {n} shards; {listing} → {target} (sweep.json: partial)",
               file=sys.stderr)
     elif not args.quiet:

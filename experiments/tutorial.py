@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from saxe.train import torch_threads
+
 from .cli import UsageError
 from .outdir import prepared_out
 from .tutorial_runs import Run, Theory, gap, scales, streams, train_net
@@ -148,7 +150,7 @@ def gif_frames(n_epochs: int, target: int = 50) -> list[int]:
 def run(args) -> int:
     t_start = time.perf_counter()
     out, picks = _check_args(args)
-    with prepared_out(out, force=args.force) as out:
+    with prepared_out(out, force=args.force) as out, torch_threads(1):  # small matrices: see saxe.torch_threads
         return _run(args, out, picks, t_start)
 
 

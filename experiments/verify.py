@@ -26,6 +26,7 @@ import torch
 
 import saxe
 import theory
+from saxe.train import torch_threads
 
 from . import verify_checks as C
 from . import verify_closed as VC
@@ -258,7 +259,10 @@ def run(args) -> int:
         raise UsageError("--depth applies to --data runs only (the default runs have fixed depths 2 and 3)")
     specs = [data_spec(args)] if args.data else default_specs(args)  # all input validated before any write
     _check_stable(specs)
-    with prepared_out(args.out, force=args.force) as out:
+    # one torch/BLAS thread throughout (the seed ensembles call the batched engine directly): these are small
+    # matrices, and with 2 threads on a 2-core machine whose other core is busy the depth-3 ensemble took 64 s
+    # instead of 2.9 s (saxe.train already runs with 1 thread by default)
+    with prepared_out(args.out, force=args.force) as out, torch_threads(1):
         return _run(args, specs, out)
 
 

@@ -43,6 +43,20 @@ def test_an_lr_that_diverges_is_refused_before_training_with_exit_2(tmp_path, ca
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", [
+    ["verify", "--data", None, "--gamma", "1e200"],
+    ["verify", "--gamma", "1e200"],
+    ["sweep", "--seeds", "1", "--features", "40", "--epochs", "5", "--lr", "1", "--gamma", "1e-3", "1e200"],
+])
+def test_an_init_scale_that_overflows_float64_is_bad_input(tmp_path, capsys, command):
+    """γ so large that σ² overflows: exit 2 naming gamma before anything is written, never an OverflowError."""
+    out = tmp_path / "o"
+    command = [str(_csv(tmp_path, GOOD)) if c is None else c for c in command]
+    rc, err = _run([*command, "--out", str(out), "--quiet"], capsys)
+    assert rc == 2 and "gamma" in err and "too large" in err and "Traceback" not in err
+    assert not out.exists()
+
+
 def test_huge_values_are_refused_with_their_location(tmp_path, capsys):
     data = _csv(tmp_path, "item,f1,f2\na,1,0\nb,1e300,1\n", "huge.csv")
     rc, err = _run(["verify", "--data", str(data), "--out", str(tmp_path / "o"), "--quiet"], capsys)
@@ -134,6 +148,42 @@ def test_a_previous_run_is_never_left_looking_fresh(tmp_path, capsys, monkeypatc
     assert cli.main(["verify", "--data", str(other), "--out", str(out), "--quiet", "--force"]) == 0
     names = sorted(p.name for p in out.iterdir())
     assert not [n for n in names if n.startswith("good_")] and any(n.startswith("other_") for n in names)
+
+
+def test_force_removes_only_what_a_run_wrote(tmp_path, capsys):
+    """--force replaces a previous run's results (listed in the folder's manifest as they are written) and never a
+    file the user put there, whatever its suffix."""
+    from experiments.report import MANIFEST
+
+    good, other = _csv(tmp_path, GOOD), _csv(tmp_path, GOOD.replace("c,1,1,0", "c,0,0,1"), "other.csv")
+    out = tmp_path / "mine"
+    assert cli.main(["verify", "--data", str(good), "--out", str(out), "--quiet"]) == 0
+    listed = set((out / MANIFEST).read_text().split())
+    assert listed == {p.name for p in out.iterdir()} - {MANIFEST}
+    user = {"my_notes.json": "{}", "holiday.png": "not a figure", "keep.txt": "hi"}
+    for name, text in user.items():
+        (out / name).write_text(text)
+    (out / ".good_loss.png.abc123.tmp").write_text("a killed write")
+    assert cli.main(["verify", "--data", str(other), "--out", str(out), "--quiet", "--force"]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert all((out / n).read_text() == t for n, t in user.items())
+    assert not [n for n in names if n.startswith("good_") or n.endswith(".tmp")]
+    assert set((out / MANIFEST).read_text().split()) == names - set(user) - {MANIFEST}
+
+
+def test_a_killed_runs_files_are_listed_before_they_exist(tmp_path):
+    """The manifest names a file before its write starts, so the files of a run killed mid-way are known."""
+    from experiments.outdir import prepared_out
+    from experiments.report import MANIFEST, write_text
+
+    out = tmp_path / "killed"
+    with prepared_out(out, force=False):
+        write_text(out / "a.png", "x")
+        assert (out / MANIFEST).read_text().split() == ["a.png"]
+    write_text(out / "outside.txt", "not claimed")  # after the command: not listed
+    assert (out / MANIFEST).read_text().split() == ["a.png"]
+    with prepared_out(out, force=True):
+        assert not (out / "a.png").exists() and (out / "outside.txt").exists()
 
 
 def test_result_files_honour_the_umask(tmp_path):
@@ -232,3 +282,25 @@ def test_metrics_record_complete_runs_only(tmp_path):
     assert cli.main(["verify", "--data", str(_csv(tmp_path, GOOD)), "--out", str(out), "--quiet"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert set(m["runs"]["good"]["figures"]) <= {p.name for p in out.iterdir()}
+
+
+def test_sigterm_unwinds_like_ctrl_c(tmp_path):
+    """kill (SIGTERM) mid-sweep: exit 143 with one line on stderr, no temp file left, the marker not complete."""
+    import signal
+    import sys
+    import time
+
+    out = tmp_path / "term"
+    cmd = [sys.executable, "-m", "saxe", "sweep", "--seeds", "64", "--features", "60", "--epochs", "4000", "--lr",
+           "1", "2", "--gamma", "1e-3", "--depth", "3", "--batch", "2", "--quiet", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "sweep.json").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "terminated" in err and "Traceback" not in err
+    assert not list(out.glob(".*.tmp"))
+    assert json.loads((out / "sweep.json").read_text())["complete"] is False

@@ -69,6 +69,31 @@ def test_a_missing_shard_blocks_the_merge(tmp_path, capsys):
     assert cli.main(["sweep", "--out", str(tmp_path), "--merge", "--partial", "--quiet"]) == 0
     info = json.loads((tmp_path / "sweep.json").read_text())
     assert info["missing_shards"] == [1] and info["partial"] is True
+    assert info["n_expected"] == N_GRID and info["n_rows"] < N_GRID  # the whole grid, not the shards present
+    assert f"of {N_GRID} expected" in capsys.readouterr().err
+
+
+def test_shards_of_different_grids_are_not_merged(tmp_path, capsys):
+    """A shard run with another grid (here another --lr) is refused by name, even though data, epochs and dtype
+    agree and no run id repeats."""
+    other = [a if a != "8" else "5" for a in GRID]
+    assert sweep(tmp_path, "--shard", "0/2") == 0
+    assert sweep(tmp_path, "--shard", "1/2", grid=other) == 0
+    capsys.readouterr()
+    assert cli.main(["sweep", "--out", str(tmp_path), "--merge", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "shard 1 was run with another grid" in err and "--lr" in err
+    assert not (tmp_path / "sweep.csv").exists()
+
+
+def test_resume_refuses_the_rows_of_another_grid(tmp_path, capsys):
+    assert sweep(tmp_path) == 0
+    capsys.readouterr()
+    other = [a if a != "8" else "5" for a in GRID]
+    assert sweep(tmp_path, "--resume", grid=other) == 2
+    err = capsys.readouterr().err
+    assert "not in this grid" in err and "lr8.0" in err
+    assert json.loads((tmp_path / "sweep.json").read_text())["complete"] is True  # the first sweep's, untouched
 
 
 def test_an_unsharded_sweep_marks_itself_complete(tmp_path, monkeypatch):

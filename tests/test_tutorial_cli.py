@@ -52,8 +52,11 @@ def test_every_expected_file_is_written_and_non_empty(small_run):
         assert path.is_file() and path.stat().st_size > 0, name
     summary = json.loads((out / "summary.json").read_text())
     assert sorted(summary["files"]) == sorted(expected)
-    # nothing else, in particular no temporary files left behind by the atomic writers
-    assert sorted(p.name for p in out.iterdir()) == sorted(expected)
+    # nothing else, in particular no temporary files left behind by the atomic writers; the manifest lists them all
+    from experiments.report import MANIFEST
+
+    assert sorted(p.name for p in out.iterdir()) == sorted([*expected, MANIFEST])
+    assert sorted((out / MANIFEST).read_text().split()) == sorted(expected)
 
 
 def test_summary_records_config_versions_and_theory(small_run):

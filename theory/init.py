@@ -72,8 +72,17 @@ def expected_initial_mode_strength(gamma: float, layer_sizes: Sequence[int]) -> 
     """
     gamma = positive("gamma", gamma)
     sizes = _layer_sizes(layer_sizes)
+    with np.errstate(over="ignore"):
+        a0 = _a_priori(gamma, sizes)
+    if not np.isfinite(a0):
+        raise ValueError(f"gamma={gamma!r} is too large for float64: the a priori mode strength of layer_sizes "
+                         f"{sizes} overflows (a network this large cannot be trained or predicted either)")
+    return a0
+
+
+def _a_priori(gamma: float, sizes: list[int]) -> float:
     pairs = list(zip(sizes[:-1], sizes[1:]))  # (n_in_l, n_out_l)
-    var = [sig**2 for sig in layer_sigmas(gamma, sizes)]
+    var = [np.float64(sig) ** 2 for sig in layer_sigmas(gamma, sizes)]
     if len(pairs) == 1:
         return float(np.sqrt(var[0]))
     if len(pairs) == 2:
