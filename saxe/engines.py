@@ -107,6 +107,8 @@ def autograd_sgd(model: nn.Module, params: list[torch.Tensor], x: torch.Tensor, 
                     wt_t = wt_t @ w.T
                 modes[0, k] = torch.linalg.svdvals(torch.nan_to_num(wt_t.mT, nan=0.0, posinf=0.0, neginf=0.0))
             if rsms is not None:
+                if hid is None:  # a model that returns only its output: the first hidden layer from the weights
+                    hid = x @ params[0].T
                 rsms[0, k] = hid @ hid.T
             if ills is not None and track is not None:
                 ills[0, k] = out[items, track[1]]

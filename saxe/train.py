@@ -157,6 +157,36 @@ def train(model: nn.Module, inputs, targets, n_epochs, lr, illusory_i=0, *, illu
                       record_rsm, progress)
 
 
+# model(x) must equal x W_totᵀ (W_tot = W_L⋯W_1 of its parameters): the engines and every theory use the chain of
+# weights only. A nonlinearity (ReLU zeroes about half the hidden units) changes the output by O(its size); the
+# rounding of the layer-by-layer product against the chained product is ~1e-6 relative in float32.
+LINEARITY_RTOL = 1e-3
+
+
+def _check_linear_chain(model, params, x) -> None:
+    """Refuse a model whose forward pass is not the product of its weights (e.g. an nn.Sequential with a ReLU)."""
+    from .engines import _forward_parts
+
+    probe = x[: min(x.shape[0], 64)]
+    with torch.no_grad():
+        out = _forward_parts(model, probe)[0]
+        lin = probe @ params[0].T
+        for w in params[1:]:
+            lin = lin @ w.T
+    if not isinstance(out, torch.Tensor) or out.shape != lin.shape:
+        raise ValueError(f"model(inputs) must return the (P, N_out) outputs x W_totᵀ (or a tuple starting with "
+                         f"them), got {type(out).__name__} {tuple(getattr(out, 'shape', ()))}")
+    err = float((out - lin).abs().max())
+    scale = max(float(out.abs().max()), float(lin.abs().max()))
+    if not (np.isfinite(scale) and np.isfinite(err)):  # weights that overflow: the divergence checks report them
+        return
+    if not err <= LINEARITY_RTOL * scale:
+        raise ValueError(f"model must be a bias-free linear chain: its output differs from x·W_totᵀ of its weights "
+                         f"by {err:.3g} (relative {err / scale if scale > 0 else float('inf'):.3g} > LINEARITY_RTOL = "
+                         f"{LINEARITY_RTOL:g}); saxe.train and the theories cover deep *linear* networks only "
+                         "(no nonlinearity, no bias, weights applied in parameter order)")
+
+
 def _train(model, params, inputs, targets, n_epochs, lr, illusory_i, illusory_j, engine, reduction, threads,
            record_rsm, progress) -> TrainRecord:
     dt, dev = params[0].dtype, params[0].device
@@ -173,6 +203,7 @@ def _train(model, params, inputs, targets, n_epochs, lr, illusory_i, illusory_j,
     if y.shape[1] != params[-1].shape[0]:
         raise ValueError(f"targets must have {params[-1].shape[0]} columns (the model's output width), got "
                          f"{y.shape[1]}")
+    _check_linear_chain(model, params, x)
     P, n_out = y.shape
     many = not isinstance(illusory_i, (int, np.integer)) and hasattr(illusory_i, "__len__")
     rows = list(illusory_i) if many else [illusory_i]

@@ -179,6 +179,26 @@ def test_time_to_learn_is_the_crossing_of_the_predictions_own_curve(tree100):
     assert np.all(np.abs(cont - k) < 0.05 * k)  # gradient flow: a few epochs off at this lr, not a factor
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_time_to_learn_on_non_whitened_inputs_targets_where_the_modes_settle(seed):
+    """Regression: with Σˣˣ ≠ I the target was f·s (the singular values of Σʸˣ), which the modes never reach: every
+    mode came out ∞ after a 1e6-epoch search. The target is now f·σ(W*), W* the least-squares map — checked against
+    the independent torch loop."""
+    rng = np.random.default_rng(seed)
+    X, Y = rng.normal(size=(6, 4)), rng.normal(size=(6, 3))
+    w0 = [0.3 * rng.normal(size=(5, 4)), 0.3 * rng.normal(size=(3, 5))]
+    lr = 0.5 * theory.stable_lr(X, Y, weights=w0).applies
+    pred = theory.predictor(X, Y, lr, weights=w0)
+    W_star = np.linalg.lstsq(X, Y, rcond=None)[0].T
+    np.testing.assert_allclose(pred.learned, np.linalg.svd(W_star, compute_uv=False), rtol=1e-12)
+    assert not np.allclose(pred.learned, pred.s, rtol=0.05)  # the case the old target got wrong
+    k = pred.time_to_learn(0.5)
+    assert np.isfinite(k).all()
+    rec = plain_sgd(X, Y, w0, lr, int(k.max()) + 1)
+    measured = np.argmax(rec.modes[:, : pred.s.size] >= 0.5 * pred.learned, axis=0)
+    np.testing.assert_array_equal(measured, k)
+
+
 def test_initial_mode_matrix_and_star_import_work_at_every_depth(tree100):
     """Regression: initial_mode_matrix raised NameError at depth ≠ 2 and theory.coupled's __all__ was stale."""
     X, Y = tree100

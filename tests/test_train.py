@@ -367,3 +367,26 @@ def test_train_refuses_bad_arguments(kwargs, name):
 def test_integer_like_numpy_arguments_are_accepted():
     rec = train(LNNet(8, 5, 12), _X, _Y, np.int64(2), np.float64(0.1), illusory_i=np.int64(7))
     assert rec.losses.shape == (3,)
+
+
+def test_a_plain_sequential_chain_trains_and_a_nonlinear_one_is_refused():
+    """Regression: an nn.Sequential of bias-free Linear layers crashed in the autograd engine (it returns no hidden
+    layer for the RSM), and one with a ReLU was silently trained and recorded as if it were linear."""
+    from torch import nn
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(6, 4)), rng.normal(size=(6, 20))
+
+    def chain(*middle):
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(4, 5, bias=False), *middle, nn.Linear(5, 20, bias=False)).double()
+
+    recs = {eng: train(chain(), X, Y, 5, 0.05, engine=eng) for eng in ("autograd", "reduced")}
+    h = X @ chain()[0].weight.detach().numpy().T  # the first hidden layer at the init
+    np.testing.assert_allclose(recs["autograd"].rsms[0], h @ h.T, rtol=1e-12)
+    for field in ("losses", "modes", "rsms"):
+        np.testing.assert_allclose(getattr(recs["autograd"], field), getattr(recs["reduced"], field), rtol=1e-10,
+                                   atol=1e-13)
+    for engine in ("auto", "autograd", "reduced"):
+        with pytest.raises(ValueError, match="linear chain"):
+            train(chain(nn.ReLU()), X, Y, 5, 0.05, engine=engine)

@@ -96,6 +96,7 @@ class Prediction:
     X: np.ndarray = field(repr=False)
     reduction: str = field(repr=False)
     fitted: np.ndarray = field(repr=False)  # singular values of Ŷ = X W*ᵀ, the least-squares outputs
+    learned: np.ndarray = field(repr=False)  # what mode α settles at: s (whitened X), else σ_α(W*) (r,)
     _traj: Exact | Coupled | Scalar = field(repr=False)
     _lstsq: np.ndarray = field(repr=False)  # M̄* in the trajectory's bases
     _unfittable: float = field(repr=False)
@@ -208,7 +209,10 @@ class Prediction:
         return out[0] if scalar else out
 
     def time_to_learn(self, fraction=0.5) -> np.ndarray:
-        r"""Epochs at which the prediction's own ``modes(t)`` first reach ``fraction``·s (per mode, SVD order).
+        r"""Epochs at which the prediction's own ``modes(t)`` first reach ``fraction`` of what they learn.
+
+        "What mode α learns" is s_α for whitened inputs (XᵀX = I), and otherwise the α-th singular value of the
+        least-squares map W* = Σʸˣ(Σˣˣ)⁺, where the modes settle (``learned``): with Σˣˣ ≠ I they never reach s.
 
         Scalar theory: the exact inverse of its curve (:func:`theory.stability.time_to_learn`). Exact and coupled
         theories: the first crossing of ``modes(t)[α] ≥ fraction·s_α`` (the α-th largest singular value against the
@@ -237,9 +241,9 @@ class Prediction:
         return out
 
     def _crossing(self, f: float) -> np.ndarray:
-        target = f * self.s
+        target = f * self.learned
         out = np.full(self.s.size, np.inf)
-        todo = self.s > 0
+        todo = self.learned > 0
         start, end = 0, 256
         while todo.any() and start <= DISCRETE_STEP_CAP:
             if self.method == "discrete":
@@ -369,6 +373,12 @@ def predictor(X: ArrayLike, Y: ArrayLike, lr: float, *, theory: str | None = Non
                          "iterate the maps anyway")
     W_star = np.linalg.lstsq(X, Y, rcond=None)[0].T
     fitted = np.linalg.svd(X @ W_star.T, compute_uv=False)
+    learned = s.copy()
+    if not is_whitened(X):  # the modes settle at W*'s singular values, not at those of Σʸˣ (rounding-level ones: 0)
+        sw = np.linalg.svd(W_star, compute_uv=False)[: s.size]
+        rank_tol = np.finfo(float).eps * max(X.shape) * sw.max(initial=0.0)  # lstsq's own rank cut (rcond=None)
+        learned[: sw.size] = np.where(sw > rank_tol, sw, 0.0)
+        learned[sw.size:] = 0.0
     traj: Exact | Coupled | Scalar
     if theory == "exact":
         assert ws is not None  # applicable["exact"] is "" only with weights
@@ -399,4 +409,4 @@ def predictor(X: ArrayLike, Y: ArrayLike, lr: float, *, theory: str | None = Non
     return Prediction(theory=theory, method=method, U=_readonly(U), s=_readonly(s), V=_readonly(V), eta=eta,
                       tau=1.0 / eta, depth=L, widths=widths, a0=_readonly(np.diagonal(M0[:r, :r]).copy()),
                       applicable=applicable, bounds=bounds, X=_readonly(X), reduction=reduction,
-                      fitted=_readonly(fitted), _traj=traj, _lstsq=lstsq, _unfittable=unfittable, _sxx=sxx)
+                      fitted=_readonly(fitted), learned=_readonly(learned), _traj=traj, _lstsq=lstsq, _unfittable=unfittable, _sxx=sxx)
