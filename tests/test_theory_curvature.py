@@ -112,3 +112,26 @@ def test_non_whitened_bound_holds_below_and_the_balanced_minimum_repels_above():
         imbalance = np.abs(W2.T @ W2 - W1 @ W1.T).max() / np.abs(W1 @ W1.T).max()
         assert bool(imbalance > 1e-3) is moves, (factor, imbalance)
         assert np.isfinite(rec.losses).all()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(depth=3, hidden=[1]), "disagree"), (dict(hidden=0), "hidden must be an integer >= 1"),
+    (dict(hidden=-3), "hidden must be an integer >= 1"), (dict(hidden=[2.7]), r"hidden\[0\] must be an integer"),
+    (dict(lr=-1.0), "lr must be finite and > 0"),
+    (dict(depth=5, weights=[np.ones((3, 4)), np.ones((6, 3))]), "disagree"),
+    (dict(weights=[np.ones((0, 4)), np.ones((6, 0))]), r"weights\[0\] must have at least 1 row"),
+    (dict(hidden=[3], weights=[np.ones((2, 4)), np.ones((6, 2))]), "disagrees with the widths"),
+])
+def test_stable_lr_refuses_shapes_that_disagree(kwargs, match):
+    """Regression: these gave an IndexError or numpy's 'need at least one array to stack', a truncated width, or a
+    negative lr accepted; weights now also set the depth (they were taken at depth 2 unless depth was passed)."""
+    X, Y = np.eye(4), np.random.default_rng(0).normal(size=(4, 6))
+    with pytest.raises(ValueError, match=match):
+        theory.stable_lr(X, Y, **kwargs)
+
+
+def test_stable_lr_takes_the_depth_from_the_weights():
+    X, Y = np.eye(4), np.random.default_rng(0).normal(size=(4, 6))
+    ws = [np.full((5, 4), 0.1), np.full((5, 5), 0.1), np.full((6, 5), 0.1)]
+    assert theory.stable_lr(X, Y, weights=ws).learned == pytest.approx(theory.stable_lr(X, Y, depth=3).learned,
+                                                                       rel=1e-12)

@@ -222,6 +222,7 @@ def test_predictor_refuses_misuse(kwargs, match):
 
 @pytest.mark.parametrize("t, match", [
     (2.5, "integer-valued"), (-1, "t must be >= 0"), (np.ones((2, 2)), "1-d"), (np.nan, "NaN"), ("x", "numeric"),
+    (3e6, "DISCRETE_STEP_CAP"), (1e30, "DISCRETE_STEP_CAP"), (2.0**63, "DISCRETE_STEP_CAP"),
 ])
 def test_prediction_refuses_bad_epochs(t, match):
     pr = predictor(**_good(a0=1e-3))

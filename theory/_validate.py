@@ -83,3 +83,37 @@ def broadcast(**arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     except ValueError:
         shapes = ", ".join(f"{k}.shape={np.shape(v)}" for k, v in arrays.items())
         raise ValueError(f"{', '.join(arrays)} must broadcast against each other, got {shapes}") from None
+
+
+def depth_and_widths(depth, weights, hidden) -> tuple[int, tuple]:
+    """Depth and hidden widths from whichever of depth / weights / hidden are given (they must agree)."""
+    claims = {}
+    if depth is not None:
+        claims["depth"] = integer("depth", depth, minimum=1)
+    if weights is not None:
+        if isinstance(weights, np.ndarray) or not hasattr(weights, "__len__") or len(weights) == 0:
+            raise ValueError("weights must be a non-empty list of 2-D arrays (torch layout), "
+                             f"got {type(weights).__name__}")
+        claims["weights"] = len(weights)
+    if hidden is not None and not isinstance(hidden, numbers.Integral):
+        if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__len__"):
+            raise ValueError(f"hidden must be an int or a list of hidden widths, got {hidden!r}")
+        claims["hidden"] = len(hidden) + 1
+    if len(set(claims.values())) > 1:
+        raise ValueError(f"depth, weights and hidden disagree on the number of weight matrices: {claims} "
+                         "(depth L = len(weights) = len(hidden) + 1)")
+    L = next(iter(claims.values()), 2)
+    from_weights = tuple(np.shape(w)[0] for w in weights[:-1]) if weights is not None else None
+    for i, n in enumerate(from_weights or ()):
+        if n < 1:
+            raise ValueError(f"weights[{i}] must have at least 1 row (its hidden width), got shape "
+                             f"{np.shape(weights[i])}")
+    if hidden is None:
+        widths = from_weights or ()
+    elif isinstance(hidden, numbers.Integral):
+        widths = (integer("hidden", hidden, minimum=1),) * (L - 1)
+    else:
+        widths = tuple(integer(f"hidden[{i}]", h, minimum=1) for i, h in enumerate(hidden))
+    if from_weights is not None and widths != from_weights:
+        raise ValueError(f"hidden={hidden!r} disagrees with the widths of the weights, {list(from_weights)}")
+    return L, widths

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._validate import as_float_array, choice, integer
+from ._validate import as_float_array, choice, depth_and_widths, integer, positive
 from .correlations import learning_rate_to_eta
 from .state import descent_directions, exact_state, is_whitened, product
 
@@ -197,29 +197,23 @@ class StableLR:
         return text
 
 
-def stable_lr(X: ArrayLike, Y: ArrayLike, depth: int = 2, *, hidden: int | Sequence[int] | None = None,
+def stable_lr(X: ArrayLike, Y: ArrayLike, depth: int | None = None, *, hidden: int | Sequence[int] | None = None,
               weights: Sequence[ArrayLike] | None = None, reduction: str = "mean", lr: float | None = None) -> StableLR:
     r"""The largest stable lr of SGD on ``nn.MSELoss(reduction)`` of (X, Y): ``2/(η-per-lr · λ_max)``.
 
     ``learned``: at the balanced learned state (:func:`balanced_best_fit`; for whitened inputs and no bottleneck
     the closed form ``P·N_out/(L s_max^{2−2/L})``, :func:`theory.stability.max_stable_lr`). ``init``: at
     ``weights`` if given (:func:`sharpness`). ``hidden``: an int or the hidden widths (default: no bottleneck).
-    ``lr``: optionally the rate to check (``.exceeded``). ``math.inf`` where the curvature is zero.
+    ``depth`` L (default: from ``weights`` or ``hidden``, else 2); depth, weights and hidden must agree.
+    ``lr``: optionally the rate to check (``.exceeded``), > 0. ``math.inf`` where the curvature is zero.
     """
     X = as_float_array("X", X, ndim=2)
     Y = as_float_array("Y", Y, ndim=2)
-    depth = integer("depth", depth, minimum=1)
+    depth, widths = depth_and_widths(depth, weights, hidden)  # they must agree (named errors)
     choice("reduction", reduction, ("mean", "sum"))
+    if lr is not None:
+        lr = positive("lr", lr)
     per_lr = learning_rate_to_eta(1.0, X.shape[0], Y.shape[1], reduction)
-    widths: tuple[int, ...]
-    if hidden is None:
-        widths = ()
-    elif isinstance(hidden, (int, np.integer)):
-        widths = (int(hidden),) * (depth - 1)
-    else:
-        widths = tuple(int(h) for h in hidden)
-    if weights is not None:
-        widths = tuple(np.shape(w)[0] for w in weights[:-1])
     A = Y.T @ X  # Σʸˣ (its singular values are those of io_svd)
     whitened = is_whitened(X)
     if whitened and (not widths or min(widths) >= min(A.shape)):

@@ -30,7 +30,6 @@ ICLR 2020 (the ``predict`` factory style).
 """
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -38,7 +37,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import coupled as _coupled
-from ._validate import as_float_array, choice, integer
+from ._validate import as_float_array, choice, depth_and_widths
 from .correlations import io_svd, learning_rate_to_eta
 from .curvature import StableLR, stable_lr
 from .init import expected_initial_mode_strength, initial_mode_strength
@@ -120,6 +119,10 @@ class Prediction:
             if (fin != np.round(fin)).any():
                 raise ValueError("t must be integer-valued (epochs = SGD updates) for method='discrete', got "
                                  f"{fin[fin != np.round(fin)][0]!r}; use method='continuous' for real-valued t")
+            if fin.size and fin.max() > DISCRETE_STEP_CAP:
+                raise ValueError(f"t must be <= DISCRETE_STEP_CAP = {DISCRETE_STEP_CAP} epochs for method='discrete' "
+                                 f"(the most a map is iterated), got {float(fin.max())!r}; pass t = np.inf for the "
+                                 "fixed point, or method='continuous'")
         return tt.reshape(-1), tt.ndim == 0
 
     def _state(self, t):
@@ -272,36 +275,6 @@ class Prediction:
 
 
 # ------------------------------------------------------------------------------------------- factory
-def _resolve_depth(depth, weights, hidden) -> tuple[int, tuple]:
-    """Depth and hidden widths from whichever of depth / weights / hidden are given (they must agree)."""
-    claims = {}
-    if depth is not None:
-        claims["depth"] = integer("depth", depth, minimum=1)
-    if weights is not None:
-        if isinstance(weights, np.ndarray) or not hasattr(weights, "__len__") or len(weights) == 0:
-            raise ValueError("weights must be a non-empty list of 2-D arrays (torch layout), "
-                             f"got {type(weights).__name__}")
-        claims["weights"] = len(weights)
-    if hidden is not None and not isinstance(hidden, numbers.Integral):
-        if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__len__"):
-            raise ValueError(f"hidden must be an int or a list of hidden widths, got {hidden!r}")
-        claims["hidden"] = len(hidden) + 1
-    if len(set(claims.values())) > 1:
-        raise ValueError(f"depth, weights and hidden disagree on the number of weight matrices: {claims} "
-                         "(depth L = len(weights) = len(hidden) + 1)")
-    L = next(iter(claims.values()), 2)
-    from_weights = tuple(np.shape(w)[0] for w in weights[:-1]) if weights is not None else None
-    if hidden is None:
-        widths = from_weights or ()
-    elif isinstance(hidden, numbers.Integral):
-        widths = (integer("hidden", hidden, minimum=1),) * (L - 1)
-    else:
-        widths = tuple(integer(f"hidden[{i}]", h, minimum=1) for i, h in enumerate(hidden))
-    if from_weights is not None and widths != from_weights:
-        raise ValueError(f"hidden={hidden!r} disagrees with the widths of the weights, {list(from_weights)}")
-    return L, widths
-
-
 def _initial_strengths(a0, r: int, depth: int) -> np.ndarray:
     a0 = as_float_array("a0", a0)
     if a0.ndim > 1 or (a0.ndim == 1 and a0.size != r):
@@ -351,7 +324,7 @@ def predictor(X: ArrayLike, Y: ArrayLike, lr: float, *, theory: str | None = Non
     s[s <= ZERO_S_FACTOR * np.finfo(float).eps * max(*X.shape, Y.shape[1]) * s.max(initial=0.0)] = 0.0
     eta = learning_rate_to_eta(lr, X.shape[0], Y.shape[1], reduction)
     choice("method", method, ("discrete", "continuous"))
-    L, widths = _resolve_depth(depth, weights, hidden)
+    L, widths = depth_and_widths(depth, weights, hidden)
     ws = chained_weights(weights, X.shape[1], Y.shape[1]) if weights is not None else None
     theory = ("exact" if ws is not None and a0 is None and gamma is None else "scalar") if theory is None else theory
     choice("theory", theory, THEORIES)
@@ -409,4 +382,5 @@ def predictor(X: ArrayLike, Y: ArrayLike, lr: float, *, theory: str | None = Non
     return Prediction(theory=theory, method=method, U=_readonly(U), s=_readonly(s), V=_readonly(V), eta=eta,
                       tau=1.0 / eta, depth=L, widths=widths, a0=_readonly(np.diagonal(M0[:r, :r]).copy()),
                       applicable=applicable, bounds=bounds, X=_readonly(X), reduction=reduction,
-                      fitted=_readonly(fitted), learned=_readonly(learned), _traj=traj, _lstsq=lstsq, _unfittable=unfittable, _sxx=sxx)
+                      fitted=_readonly(fitted), learned=_readonly(learned), _traj=traj, _lstsq=lstsq,
+                      _unfittable=unfittable, _sxx=sxx)
