@@ -53,6 +53,11 @@ def _sigterm_unwinds():
         signal.signal(signal.SIGTERM, old)
 
 
+#: The largest seed: torch.Generator.manual_seed takes a signed 64-bit integer (larger ones failed with "Overflow
+#: when unpacking long long", naming no option).
+MAX_SEED = 2**63 - 1
+
+
 class UsageError(ValueError):
     """Bad input found after argument parsing (exit code 2, message without a traceback)."""
 

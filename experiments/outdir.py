@@ -22,14 +22,15 @@ from typing import Iterator
 from .cli import OutputError, UsageError
 from .report import MANIFEST, claimed_folders, manifest_names
 
-__all__ = ["prepared_out", "RESULT_NAMES"]
+__all__ = ["prepared_out", "probe_writable", "RESULT_NAMES"]
 
 #: Names removed by --force even where no manifest lists them (a folder written before manifests existed): the
 #: files that mark or summarise a run. Figures are removed only where the manifest lists them.
 RESULT_NAMES = ("metrics.json", "summary.json", "report.md")
 
 
-def _probe(out: Path) -> None:
+def probe_writable(out: Path) -> None:
+    """Raise :class:`OutputError` (exit 4) naming --out unless a file can be created in ``out``."""
     try:
         fd, tmp = tempfile.mkstemp(prefix=".write-probe.", dir=out)
         os.close(fd)
@@ -60,7 +61,7 @@ def prepared_out(path, *, force: bool) -> Iterator[Path]:
     except OSError as exc:
         raise OutputError(f"--out {out}: cannot create the folder ({exc.strerror or exc})") from None
     try:
-        _probe(out)
+        probe_writable(out)
         if force and not created:
             _remove_previous(out)
         claimed_folders.add(out.resolve())

@@ -57,7 +57,7 @@ import torch
 
 from saxe.train import torch_threads
 
-from .cli import UsageError
+from .cli import MAX_SEED, OutputError, UsageError
 from .progress import items_bar
 from .report import package_versions, write_json
 
@@ -146,6 +146,10 @@ def _check_args(args) -> tuple[int, int] | None:
         v = getattr(args, name)
         if v < lo:
             raise UsageError(f"--{name.replace('_', '-')} must be >= {lo}, got {v}")
+    for name, last in (("seed-start", args.seed_start + args.seeds - 1), ("data-seed", args.data_seed)):
+        if last > MAX_SEED:
+            raise UsageError(f"--{name}: the seeds must stay <= {MAX_SEED} (64-bit), got {last}"
+                             + (" as the last seed (--seed-start + --seeds − 1)" if name == "seed-start" else ""))
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False); "
                          "use --device cpu")
@@ -166,8 +170,11 @@ def _prepare_out(out: Path) -> None:
         raise UsageError(f"--out {out}: exists and is not a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--out {out}: cannot create the folder ({exc.strerror})") from None
+    except OSError as exc:  # an environment problem (exit 4), as for verify and tutorial
+        raise OutputError(f"--out {out}: cannot create the folder ({exc.strerror or exc})") from None
+    from .outdir import probe_writable
+
+    probe_writable(out)
 
 
 def _batches(pending: list[Run], size: int) -> list[list[Run]]:

@@ -37,6 +37,8 @@ from .outdir import prepared_out
 from .tutorial_runs import Run, Theory, gap, scales, streams, train_net
 
 TUTORIAL_FEATURES = 10000
+#: --feature values are kept within ±this: the tree's features are ±1 (see parse_feature's error).
+MAX_FEATURE_VALUE = 1e3
 LR, LR_ZERO_DEPTH, GAMMA, HIDDEN = 100.0, 1000.0, 1e-12, 30
 RSM_EPOCHS = (10, 61, 100, 120, 150, 241)  # the tutorial's slider: 10..241, default 61; + 100, 150: one per stage
 FORMATS = ("png", "svg", "pdf")
@@ -105,6 +107,10 @@ def _check_args(args) -> tuple[Path, list[int]]:
         raise UsageError(f"--depth must be >= 2: the tutorial's RSM and illusion sections need a hidden layer, "
                          f"got {args.depth}")
     args.feature = [parse_feature(spec) for spec in args.feature]
+    names = [name for name, _ in args.feature]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:  # the later one replaced the earlier one's figure and summary entry without a word
+        raise UsageError(f"--feature names must differ, {dup[0]!r} is given {names.count(dup[0])} times")
     return Path(args.out).expanduser(), picks
 
 
@@ -129,6 +135,10 @@ def parse_feature(spec: str) -> tuple[str, list[float]]:
             v = float("nan")
         if not np.isfinite(v):
             raise UsageError(f"--feature {name}: {part.strip()!r} must be ITEM:VALUE with a finite number")
+        if abs(v) > MAX_FEATURE_VALUE:
+            raise UsageError(f"--feature {name}: {part.strip()!r}: values must lie within ±{MAX_FEATURE_VALUE:g}, the "
+                             "scale of the tree's ±1 features (a larger one becomes the top mode of Σʸˣ and puts the "
+                             "tutorial's lr above the stable bound; 1e300 overflowed float32)")
         values[lookup[item.strip().lower()]] = v
     return name, values
 

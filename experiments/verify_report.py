@@ -242,7 +242,8 @@ def _closed_form_sentences(run: dict, v: dict) -> list[str]:
                       f"{_estimate_clause(run, 'balanced_modified', v)}." if v["balanced_modified"] is not None
                       else "."))
     for th, why in (run.get("closed_forms_absent") or {}).items():
-        out.append(f"No `{th}` here: {why}")
+        why = str(why).rstrip()
+        out.append(f"No `{th}` here: {why}{'' if why.endswith(('.', '!', '?')) else '.'}")
     return out
 
 

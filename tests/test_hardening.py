@@ -57,6 +57,31 @@ def test_an_init_scale_that_overflows_float64_is_bad_input(tmp_path, capsys, com
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command, needle", [
+    (["verify", "--seed", str(2**64)], "--seed must be <="),
+    (["sweep", "--seeds", "2", "--seed-start", str(2**63 - 1), "--features", "40"], "--seed-start"),
+    (["sweep", "--data-seed", str(2**70), "--features", "40"], "--data-seed"),
+])
+def test_a_seed_beyond_64_bits_is_refused_by_name(tmp_path, capsys, command, needle):
+    """Regression: these failed with "Overflow when unpacking long long" (no option named), the sweep after
+    writing its marker."""
+    out = tmp_path / "o"
+    rc, err = _run([*command, "--out", str(out), "--quiet"], capsys)
+    assert rc == 2 and needle in err and not out.exists()
+
+
+@pytest.mark.skipif(not Path("/sys").is_dir(), reason="needs /sys (a read-only folder even for root)")
+def test_a_sweep_out_folder_that_cannot_be_made_is_exit_4_like_verify(tmp_path, capsys):
+    """Regression: sweep gave exit 2 (bad input) where verify and tutorial give 4 (cannot write)."""
+    target = Path("/sys/saxe-cannot-write-here")
+    if target.exists():
+        pytest.skip("/sys/saxe-cannot-write-here exists")
+    for command in (["sweep", "--seeds", "1", "--features", "40", "--epochs", "5", "--lr", "1", "--gamma", "1e-3"],
+                    ["verify", "--quick"]):
+        rc, err = _run([*command, "--out", str(target), "--quiet"], capsys)
+        assert rc == 4 and "--out" in err, (command, rc, err)
+
+
 def test_huge_values_are_refused_with_their_location(tmp_path, capsys):
     data = _csv(tmp_path, "item,f1,f2\na,1,0\nb,1e300,1\n", "huge.csv")
     rc, err = _run(["verify", "--data", str(data), "--out", str(tmp_path / "o"), "--quiet"], capsys)

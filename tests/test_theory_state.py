@@ -199,6 +199,22 @@ def test_time_to_learn_on_non_whitened_inputs_targets_where_the_modes_settle(see
     np.testing.assert_array_equal(measured, k)
 
 
+def test_predicted_loss_is_never_negative_when_the_init_has_an_untrainable_part():
+    """Regression: with P < N_in the init's component in null(X) never trains; tr(D Σ̄ˣˣ Dᵀ) summed as (D Σ̄ˣˣ)∘D
+    came out −5e-16 (below zero) on 1807 of 3000 epochs. Now a sum of squares over Σ̄ˣˣ's range: ≥ 0, and equal
+    to the plain loop's loss to rounding of L₀."""
+    rng = np.random.default_rng(5)
+    for g in (0.5, 3.0):
+        X, Y = rng.normal(size=(3, 6)), rng.normal(size=(3, 4))
+        w0 = [g * rng.normal(size=(5, 6)) / np.sqrt(6), g * rng.normal(size=(4, 5)) / np.sqrt(5)]
+        lr = 0.5 * theory.stable_lr(X, Y, weights=w0).applies
+        pred = theory.predictor(X, Y, lr, weights=w0)
+        loss = pred.loss(np.arange(3001))
+        assert (loss >= 0).all()
+        rec = plain_sgd(X, Y, w0, lr, 3000)
+        np.testing.assert_allclose(loss, rec.losses, rtol=0, atol=1e-13 * rec.losses[0])
+
+
 def test_initial_mode_matrix_and_star_import_work_at_every_depth(tree100):
     """Regression: initial_mode_matrix raised NameError at depth ≠ 2 and theory.coupled's __all__ was stale."""
     X, Y = tree100

@@ -177,6 +177,8 @@ def test_knobs_and_your_own_feature(tmp_path):
     (["--feature", "has_fins"], "--feature must look like NAME=ITEM:VALUE"),
     (["--feature", "has_fins=Shark:1"], "unknown item 'Shark'"),
     (["--feature", "has_fins=Tuna:yes"], "must be ITEM:VALUE with a finite number"),
+    (["--feature", "x=Goldfish:1e300"], "values must lie within"),
+    (["--feature", "x=Goldfish:1", "--feature", "x=Tuna:1"], "names must differ, 'x' is given 2 times"),
     (["--depth", "1"], "--depth must be >= 2"),
     (["--gamma", "0"], "--gamma must be > 0"),
     (["--lr", "-1"], "--lr must be > 0"),

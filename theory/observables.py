@@ -84,8 +84,14 @@ def squared_error(M, lstsq, unfittable: float, sxx=None) -> np.ndarray:
     the data directly, so a small loss is never the difference of two large sums.
     """
     D = lstsq - M
-    fit = np.sum(D * D, axis=(-2, -1)) if sxx is None else np.sum((D @ sxx) * D, axis=(-2, -1))
-    return unfittable + fit
+    if sxx is not None:
+        # tr(D Σ̄ˣˣ Dᵀ) as the sum of squares ‖D F‖², Σ̄ˣˣ = F Fᵀ (F = Q √Λ over Σ̄ˣˣ's range: eigenvalues at the
+        # rounding level of the largest are its null space, exactly 0): never below 0, and the init's untrainable
+        # part of D in that null space (P < N_in) adds nothing. As Σ (D Σ̄ˣˣ) ∘ D it came out −5e-16 there.
+        lam, Q = np.linalg.eigh(0.5 * (sxx + sxx.T))
+        keep = lam > np.finfo(float).eps * lam.size * lam.max(initial=0.0)
+        D = D @ (Q[:, keep] * np.sqrt(lam[keep]))
+    return unfittable + np.sum(D * D, axis=(-2, -1))
 
 
 def gram_rsm(G, XV) -> np.ndarray:

@@ -109,9 +109,13 @@ class Exact(_Checkpointed):
                     np.abs(M[0] - prev).max() <= still * max(np.abs(M[0]).max(), 1e-300):
                 return M[0], G[0]
             if t >= DISCRETE_STEP_CAP:
+                move = np.abs(M[0] - prev).max() / max(np.abs(M[0]).max(), 1e-300) if prev is not None else np.inf
+                why = (f"it reached the best loss (gap {gap:.3g} ≤ {LIMIT_RTOL:g}·scale) but M̄ still moves by "
+                       f"{move:.3g} (relative) between epochs {t / 2:g} and {t:g}" if gap <= LIMIT_RTOL * scale else
+                       f"loss gap {gap:.3g} above the best fit")
                 raise ValueError(
                     f"t=inf: the exact trajectory has not settled on the best fit these widths allow within "
-                    f"{DISCRETE_STEP_CAP} epochs (loss gap {gap:.3g}); a mode with exactly zero initial overlap is a "
+                    f"{DISCRETE_STEP_CAP} epochs ({why}); a mode with exactly zero initial overlap is a "
                     "saddle that exact arithmetic never leaves, and an lr above the stable bound never settles. "
                     "Evaluate at finite epochs instead")
             prev, t = M[0], 2.0 * t
