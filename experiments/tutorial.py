@@ -37,6 +37,9 @@ from .outdir import prepared_out
 from .tutorial_runs import Run, Theory, gap, scales, streams, train_net
 
 TUTORIAL_FEATURES = 10000
+#: An illusion is reported where the output went the wrong way by at least this (less prints as ±0.00; a short run
+#: printed "illusion peaks at -0.00 (epoch 0)" where nothing had been learned).
+ILLUSION_SHOWN = 0.005
 #: --feature values are kept within ±this: the tree's features are ±1 (see parse_feature's error).
 MAX_FEATURE_VALUE = 1e3
 LR, LR_ZERO_DEPTH, GAMMA, HIDDEN = 100.0, 1000.0, 1e-12, 30
@@ -341,8 +344,12 @@ def _print_summary(out: Path, summary: dict, cmp: dict) -> None:
     print(f"  linear regression vs deep W_tot:   max |diff| {d['max_abs_diff']:.3g} (allclose {d['allclose']})")
     print(f"  The final weights from all methods are approximately equal?! {cmp['all_approximately_equal']}!")
     for ill in summary["illusions"].values():
-        print(f"  {ill['item']} {ill['feature']}: illusion peaks at {ill['illusion_prediction']:+.2f} "
-              f"(epoch {ill['illusion_epoch']}), ends at {ill['final_prediction']:+.2f} (target {ill['target']:+d})")
+        peak, target = ill["illusion_prediction"], ill["target"]
+        if peak * target < 0 and abs(peak) >= ILLUSION_SHOWN:  # the output went the wrong way, visibly
+            said = f"illusion peaks at {peak:+.2f} (epoch {ill['illusion_epoch']})"
+        else:
+            said = f"no illusion in these epochs (the output never went past ±{ILLUSION_SHOWN:g} the wrong way)"
+        print(f"  {ill['item']} {ill['feature']}: {said}, ends at {ill['final_prediction']:+.2f} (target {target:+d})")
     for name, f in summary["own_features"].items():
         wrong = ", ".join(f["illusory_items"]) or "none"
         print(f"  feature {name}: items that first went the wrong way (illusory correlation): {wrong}")

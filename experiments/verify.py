@@ -97,8 +97,9 @@ def add_arguments(p) -> None:
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
                    help="training precision (float32 reproduces the tutorial; checks become reported-only)")
     p.add_argument("--engine", choices=saxe.ENGINES, default="auto", help="training engine (default auto)")
-    p.add_argument("--features", type=int, default=10000, help="tree features for the default runs")
-    p.add_argument("--quick", action="store_true", help="reduced run for tests (2000 features, fewer figures)")
+    p.add_argument("--features", type=int, help="tree features for the default runs (default 10000; --quick: 2000)")
+    p.add_argument("--quick", action="store_true", help="reduced run for tests (2000 features unless --features is "
+                   "given, fewer figures)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or summary")
 
 
@@ -126,7 +127,7 @@ def _a_priori_a0(spec: RunSpec) -> float:
 
 
 def default_specs(args) -> list[RunSpec]:
-    n_features = 2000 if args.quick else args.features
+    n_features = args.features if args.features is not None else (2000 if args.quick else 10000)
     labels, features = saxe.generate_hsd(n_features=n_features, rng=args.seed)
     gamma = 1e-12 if args.gamma is None else args.gamma
     hidden = 30 if args.hidden is None else args.hidden

@@ -17,12 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DataFileError", "ItemsTable", "load_items_csv", "MAX_ABS_VALUE"]
+__all__ = ["DataFileError", "ItemsTable", "load_items_csv", "MAX_ABS_VALUE", "MIN_LARGEST_ABS_VALUE"]
 
 #: Largest |value| accepted. Training squares and sums the values over P·N_out entries and the stable lr scales
 #: like 1/s²: at 1e300 the default lr underflows to 1e-300 and the loss overflows to NaN. 1e100 keeps every
 #: square and sum far inside float64 (1.8e308) for any table that fits in memory; rescale larger data.
 MAX_ABS_VALUE = 1e100
+#: ... and, for the same reason from below, the largest |value| of a table that is not all zeros must reach this
+#: (a table whose only nonzero value was 1e-320 trained with an lr near 1e300: errors of inf and 3e298).
+MIN_LARGEST_ABS_VALUE = 1e-100
 # A number as people write them in tables: optional sign, digits with an optional decimal point, optional exponent.
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
@@ -116,4 +119,12 @@ def load_items_csv(path: str | Path) -> ItemsTable:
             vals.append(v)
         names.append(name)
         values.append(vals)
+    arr = np.asarray(values, dtype=np.float64)
+    top = float(np.abs(arr).max(initial=0.0))
+    if 0.0 < top < MIN_LARGEST_ABS_VALUE:
+        i, j = np.unravel_index(int(np.argmax(np.abs(arr))), arr.shape)
+        raise DataFileError(path, seen[names[i]], int(j) + 2, f"the largest value in the table is {top:.3g}, below "
+                                                              f"{MIN_LARGEST_ABS_VALUE:g}: learning rates would scale "
+                                                              "like 1/value² and overflow; rescale the table (e.g. "
+                                                              "divide every value by the largest)")
     return ItemsTable(str(path), tuple(names), tuple(header[1:]), np.asarray(values, dtype=np.float64))

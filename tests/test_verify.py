@@ -113,6 +113,7 @@ def write(tmp_path, text, name="items.csv"):
     ("item,a,b\nx,1,0\ny,inf,0\n", ":3:2: value 'inf' is not finite"),
     ("item,a,b\nx,1,0\nx,0,1\n", ":3:1: duplicate item name 'x'"),
     ("item,a,\nx,1,0\ny,0,1\n", ":1:3: empty feature name"),
+    ("item,a,b\nx,0,0\ny,0,1e-320\n", ":3:3: the largest value in the table is 1e-320, below 1e-100"),
 ])
 def test_malformed_files_exit_2_with_location_and_write_nothing(tmp_path, capsys, text, where):
     data = write(tmp_path, text)
