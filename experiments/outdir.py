@@ -4,14 +4,15 @@
   marks a complete run) is deleted *first*, then its other result files, so an interrupted or failed run can
   never leave a folder that looks complete. "Its result files" are those listed in the folder's manifest
   (:data:`experiments.report.MANIFEST`, where every write is listed before it happens, even a killed run's) plus
-  the fixed names of :data:`RESULT_NAMES` and stale temp files: a file the user put in the folder is never
-  removed (it may be overwritten only by a result of the same name).
+  the fixed names of :data:`RESULT_NAMES`, and the temp files of those names' interrupted writes: a file the user
+  put in the folder is never removed (it may be overwritten only by a result of the same name).
 * Writability is probed before training (a read-only or immutable folder fails in a second, not after minutes
   of work), as :class:`OutputError` (exit code 4: an environment problem, not bad input).
 * A folder the command created is removed again if the command fails before writing anything into it.
 """
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -79,7 +80,8 @@ def _remove_previous(out: Path) -> None:
     names = (manifest_names(out) | set(RESULT_NAMES)) - {"metrics.json"}
     try:
         (out / "metrics.json").unlink(missing_ok=True)  # first: the folder must stop looking complete
-        for p in [out / n for n in sorted(names)] + list(out.glob(".*.tmp")):
+        temps = [t for n in sorted(names | {"metrics.json"}) for t in out.glob(f".{glob.escape(n)}.*.tmp")]
+        for p in [out / n for n in sorted(names)] + temps:  # the results and their killed writes' temp files
             if p.is_file() and not p.is_symlink():
                 p.unlink()
             elif p.is_symlink():  # a link the user made: not ours to follow or remove

@@ -185,14 +185,14 @@ def test_force_removes_only_what_a_run_wrote(tmp_path, capsys):
     assert cli.main(["verify", "--data", str(good), "--out", str(out), "--quiet"]) == 0
     listed = set((out / MANIFEST).read_text().split())
     assert listed == {p.name for p in out.iterdir()} - {MANIFEST}
-    user = {"my_notes.json": "{}", "holiday.png": "not a figure", "keep.txt": "hi"}
+    user = {"my_notes.json": "{}", "holiday.png": "not a figure", "keep.txt": "hi", ".draft.tmp": "mine"}
     for name, text in user.items():
         (out / name).write_text(text)
     (out / ".good_loss.png.abc123.tmp").write_text("a killed write")
     assert cli.main(["verify", "--data", str(other), "--out", str(out), "--quiet", "--force"]) == 0
     names = {p.name for p in out.iterdir()}
     assert all((out / n).read_text() == t for n, t in user.items())
-    assert not [n for n in names if n.startswith("good_") or n.endswith(".tmp")]
+    assert not [n for n in names if n.startswith("good_") or (n.endswith(".tmp") and n != ".draft.tmp")]
     assert set((out / MANIFEST).read_text().split()) == names - set(user) - {MANIFEST}
 
 
