@@ -123,8 +123,8 @@ def load_items_csv(path: str | Path) -> ItemsTable:
     top = float(np.abs(arr).max(initial=0.0))
     if 0.0 < top < MIN_LARGEST_ABS_VALUE:
         at = np.unravel_index(int(np.argmax(np.abs(arr))), arr.shape)
-        raise DataFileError(path, seen[names[int(at[0])]], int(at[1]) + 2, f"the largest value in the table is {top:.3g}, below "
-                                                              f"{MIN_LARGEST_ABS_VALUE:g}: learning rates would scale "
-                                                              "like 1/value² and overflow; rescale the table (e.g. "
-                                                              "divide every value by the largest)")
+        raise DataFileError(path, seen[names[int(at[0])]], int(at[1]) + 2,
+                            f"the largest value in the table is {top:.3g}, below {MIN_LARGEST_ABS_VALUE:g}: learning "
+                            "rates would scale like 1/value² and overflow; rescale the table (e.g. divide every value "
+                            "by the largest)")
     return ItemsTable(str(path), tuple(names), tuple(header[1:]), np.asarray(values, dtype=np.float64))

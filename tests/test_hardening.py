@@ -173,27 +173,32 @@ def test_a_previous_run_is_never_left_looking_fresh(tmp_path, capsys, monkeypatc
     assert cli.main(["verify", "--data", str(other), "--out", str(out), "--quiet", "--force"]) == 0
     names = sorted(p.name for p in out.iterdir())
     assert not [n for n in names if n.startswith("good_")] and any(n.startswith("other_") for n in names)
+    from experiments.report import MANIFEST  # every file verify wrote is listed, so a later --force removes it
+
+    assert sorted((out / MANIFEST).read_text().split()) == [n for n in names if n != MANIFEST]
 
 
-def test_force_removes_only_what_a_run_wrote(tmp_path, capsys):
+def test_force_removes_only_what_a_run_wrote(tmp_path):
     """--force replaces a previous run's results (listed in the folder's manifest as they are written) and never a
-    file the user put there, whatever its suffix."""
-    from experiments.report import MANIFEST
+    file the user put there, whatever its suffix. (That verify's own files are all listed: the stale-results test.)"""
+    from experiments.outdir import prepared_out
+    from experiments.report import MANIFEST, write_json, write_text
 
-    good, other = _csv(tmp_path, GOOD), _csv(tmp_path, GOOD.replace("c,1,1,0", "c,0,0,1"), "other.csv")
     out = tmp_path / "mine"
-    assert cli.main(["verify", "--data", str(good), "--out", str(out), "--quiet"]) == 0
-    listed = set((out / MANIFEST).read_text().split())
-    assert listed == {p.name for p in out.iterdir()} - {MANIFEST}
+    with prepared_out(out, force=False):
+        write_text(out / "good_loss.png", "a figure")
+        write_text(out / "report.md", "a report")
+        write_json(out / "metrics.json", {})
+    assert set((out / MANIFEST).read_text().split()) == {"good_loss.png", "report.md", "metrics.json"}
     user = {"my_notes.json": "{}", "holiday.png": "not a figure", "keep.txt": "hi", ".draft.tmp": "mine"}
     for name, text in user.items():
         (out / name).write_text(text)
     (out / ".good_loss.png.abc123.tmp").write_text("a killed write")
-    assert cli.main(["verify", "--data", str(other), "--out", str(out), "--quiet", "--force"]) == 0
-    names = {p.name for p in out.iterdir()}
+    with prepared_out(out, force=True):
+        assert {p.name for p in out.iterdir()} == set(user)  # the results and their temp file are gone
+        write_text(out / "other_loss.png", "a figure")
     assert all((out / n).read_text() == t for n, t in user.items())
-    assert not [n for n in names if n.startswith("good_") or (n.endswith(".tmp") and n != ".draft.tmp")]
-    assert set((out / MANIFEST).read_text().split()) == names - set(user) - {MANIFEST}
+    assert (out / MANIFEST).read_text().split() == ["other_loss.png"]
 
 
 def test_a_killed_runs_files_are_listed_before_they_exist(tmp_path):
