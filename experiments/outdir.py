@@ -76,16 +76,15 @@ def prepared_out(path, *, force: bool) -> Iterator[Path]:
 
 
 def _remove_previous(out: Path) -> None:
-    """--force: remove the previous run's files (module docstring), ``metrics.json`` first, then the manifest."""
-    names = (manifest_names(out) | set(RESULT_NAMES)) - {"metrics.json"}
+    """--force: remove the previous run's files (module docstring), ``metrics.json`` first (the folder must stop
+    looking complete), the manifest last."""
+    names = sorted(manifest_names(out) | set(RESULT_NAMES))
     try:
         (out / "metrics.json").unlink(missing_ok=True)  # first: the folder must stop looking complete
-        temps = [t for n in sorted(names | {"metrics.json"}) for t in out.glob(f".{glob.escape(n)}.*.tmp")]
-        for p in [out / n for n in sorted(names)] + temps:  # the results and their killed writes' temp files
-            if p.is_file() and not p.is_symlink():
+        temps = [t for n in names for t in out.glob(f".{glob.escape(n)}.*.tmp")]  # their killed writes' temp files
+        for p in [out / n for n in names] + temps:
+            if p.is_file() and not p.is_symlink():  # a link the user made is not ours to follow or remove
                 p.unlink()
-            elif p.is_symlink():  # a link the user made: not ours to follow or remove
-                continue
         (out / MANIFEST).unlink(missing_ok=True)
     except OSError as exc:
         raise OutputError(f"--out {out}: cannot remove the previous results ({exc.strerror or exc})") from None

@@ -249,7 +249,7 @@ def run(args) -> int:
     for depth, hidden, gamma in sorted({(r.depth, r.hidden, r.gamma) for r in mine if r.gamma > 0}):
         try:  # a γ whose init overflows float64 is bad input, refused before anything is written
             problem.a0(Run(0, depth, hidden, 1.0, gamma, 0))
-        except (ValueError, OverflowError) as exc:
+        except ValueError as exc:
             raise UsageError(f"--gamma {gamma!r} (depth {depth}, hidden {hidden}): {exc}") from None
     warnings = stability_warnings(problem.X, problem.Y, sorted({(r.depth, r.hidden, r.lr) for r in mine}))
     for text in warnings:  # never hidden: these grid points cannot give an exact, settled run

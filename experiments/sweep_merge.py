@@ -98,12 +98,10 @@ def merge(args) -> int:
     seen: dict[str, str] = {}
     problems: dict[int, str] = {}
     n_expected, merged = 0, []
-    states = {i: shard_state(out / output_names((i, n))["csv"], out / output_names((i, n))["json"])
-              for i in range(n)}
-    grid_ids, n_grid = _grid_ids({i: st[3] for i, st in states.items() if st[3]})
-    for i in range(n):
-        names = output_names((i, n))
-        problem, shard_rows, h, marker = states[i]
+    shard_names = [output_names((i, n)) for i in range(n)]
+    states = [shard_state(out / names["csv"], out / names["json"]) for names in shard_names]
+    grid_ids, n_grid = _grid_ids({i: st[3] for i, st in enumerate(states) if st[3]})
+    for i, (names, (problem, shard_rows, h, marker)) in enumerate(zip(shard_names, states)):
         n_expected += int(marker.get("n_expected", len(shard_rows))) if marker else len(shard_rows)
         if problem is not None:
             problems[i] = problem

@@ -127,4 +127,4 @@ def load_items_csv(path: str | Path) -> ItemsTable:
                             f"the largest value in the table is {top:.3g}, below {MIN_LARGEST_ABS_VALUE:g}: learning "
                             "rates would scale like 1/value² and overflow; rescale the table (e.g. divide every value "
                             "by the largest)")
-    return ItemsTable(str(path), tuple(names), tuple(header[1:]), np.asarray(values, dtype=np.float64))
+    return ItemsTable(str(path), tuple(names), tuple(header[1:]), arr)

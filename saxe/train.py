@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .engines import EngineResult, autograd_sgd, reduced_sgd
+from .engines import EngineResult, _forward_parts, autograd_sgd, reduced_sgd
 from .errors import DivergenceError, check_lr, check_n_epochs
 from .models import weights
 
@@ -165,8 +165,6 @@ LINEARITY_RTOL = 1e-3
 
 def _check_linear_chain(model, params, x) -> None:
     """Refuse a model whose forward pass is not the product of its weights (e.g. an nn.Sequential with a ReLU)."""
-    from .engines import _forward_parts
-
     probe = x[: min(x.shape[0], 64)]
     with torch.no_grad():
         out = _forward_parts(model, probe)[0]

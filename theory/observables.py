@@ -20,7 +20,7 @@ import numpy as np
 from ._validate import as_float_array, choice, integer
 
 __all__ = ["w_tot_from_modes", "loss_from_modes", "rsm_from_modes", "outputs_from_modes", "UNFITTABLE_RTOL",
-           "end_to_end", "squared_error", "gram_rsm", "selected_outputs"]
+           "end_to_end", "range_factor", "squared_error", "gram_rsm", "selected_outputs"]
 
 # ‖Y‖² − Σ s² is a difference of two O(‖Y‖²) sums: rounding can leave it at −1e-13·‖Y‖²; a deficit beyond this
 # relative size means Y_sq_norm and s do not describe the same data.
@@ -77,20 +77,25 @@ def end_to_end(M, Ubar, Vbar) -> np.ndarray:
     return Ubar @ M @ Vbar.T
 
 
-def squared_error(M, lstsq, unfittable: float, sxx=None) -> np.ndarray:
-    r"""``‖Y − X W_totᵀ‖²_F = ‖Y − X W*ᵀ‖² + tr(D Σ̄ˣˣ Dᵀ)``, D = M̄* − M̄ (``sxx=None``: Σ̄ˣˣ = I).
+def range_factor(sxx) -> np.ndarray:
+    r"""F with ``Σ̄ˣˣ = F Fᵀ`` over Σ̄ˣˣ's range: F = Q √Λ, eigenvalues at the rounding level of the largest being
+    its null space (exactly 0). Factored once per prediction, for :func:`squared_error`."""
+    lam, Q = np.linalg.eigh(0.5 * (sxx + sxx.T))
+    keep = lam > np.finfo(float).eps * lam.size * lam.max(initial=0.0)
+    return Q[:, keep] * np.sqrt(lam[keep])
+
+
+def squared_error(M, lstsq, unfittable: float, sxx_factor=None) -> np.ndarray:
+    r"""``‖Y − X W_totᵀ‖²_F = ‖Y − X W*ᵀ‖² + tr(D Σ̄ˣˣ Dᵀ)``, D = M̄* − M̄ (``sxx_factor=None``: Σ̄ˣˣ = I).
 
     W* is the least-squares map (M̄* = ``lstsq`` in the same bases) and ``unfittable`` = ‖Y − X W*ᵀ‖², computed from
-    the data directly, so a small loss is never the difference of two large sums.
+    the data directly, so a small loss is never the difference of two large sums. ``sxx_factor`` is
+    :func:`range_factor` (Σ̄ˣˣ): tr(D Σ̄ˣˣ Dᵀ) is then the sum of squares ‖D F‖², never below 0, and the init's
+    untrainable part of D in Σ̄ˣˣ's null space (P < N_in) adds nothing (as Σ (D Σ̄ˣˣ) ∘ D it came out −5e-16 there).
     """
     D = lstsq - M
-    if sxx is not None:
-        # tr(D Σ̄ˣˣ Dᵀ) as the sum of squares ‖D F‖², Σ̄ˣˣ = F Fᵀ (F = Q √Λ over Σ̄ˣˣ's range: eigenvalues at the
-        # rounding level of the largest are its null space, exactly 0): never below 0, and the init's untrainable
-        # part of D in that null space (P < N_in) adds nothing. As Σ (D Σ̄ˣˣ) ∘ D it came out −5e-16 there.
-        lam, Q = np.linalg.eigh(0.5 * (sxx + sxx.T))
-        keep = lam > np.finfo(float).eps * lam.size * lam.max(initial=0.0)
-        D = D @ (Q[:, keep] * np.sqrt(lam[keep]))
+    if sxx_factor is not None:
+        D = D @ sxx_factor
     return unfittable + np.sum(D * D, axis=(-2, -1))
 
 

@@ -41,7 +41,7 @@ from ._validate import as_float_array, choice, depth_and_widths
 from .correlations import io_svd, learning_rate_to_eta
 from .curvature import StableLR, stable_lr
 from .init import expected_initial_mode_strength, initial_mode_strength
-from .observables import end_to_end, gram_rsm, selected_outputs, squared_error
+from .observables import end_to_end, gram_rsm, range_factor, selected_outputs, squared_error
 from .stability import DISCRETE_STEP_CAP
 from .stability import time_to_learn as _time_to_learn
 from .state import chained_weights, exact_state, is_whitened
@@ -99,7 +99,7 @@ class Prediction:
     _traj: Exact | Coupled | Scalar = field(repr=False)
     _lstsq: np.ndarray = field(repr=False)  # M̄* in the trajectory's bases
     _unfittable: float = field(repr=False)
-    _sxx: np.ndarray | None = field(repr=False)
+    _sxx_factor: np.ndarray | None = field(repr=False)  # range_factor(Σ̄ˣˣ), None: Σ̄ˣˣ = I
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -141,7 +141,7 @@ class Prediction:
         return M, G, scalar
 
     def _loss_sum(self, M):
-        return squared_error(M, self._lstsq, self._unfittable, self._sxx)
+        return squared_error(M, self._lstsq, self._unfittable, self._sxx_factor)
 
     def _best_loss_sum(self) -> float:
         w = min(self.widths, default=self.fitted.size)
@@ -347,7 +347,7 @@ def predictor(X: ArrayLike, Y: ArrayLike, lr: float, *, theory: str | None = Non
     W_star = np.linalg.lstsq(X, Y, rcond=None)[0].T
     fitted = np.linalg.svd(X @ W_star.T, compute_uv=False)
     learned = s.copy()
-    if not is_whitened(X):  # the modes settle at W*'s singular values, not at those of Σʸˣ (rounding-level ones: 0)
+    if not whitened:  # the modes settle at W*'s singular values, not at those of Σʸˣ (rounding-level ones: 0)
         sw = np.linalg.svd(W_star, compute_uv=False)[: s.size]
         rank_tol = np.finfo(float).eps * max(X.shape) * sw.max(initial=0.0)  # lstsq's own rank cut (rcond=None)
         learned[: sw.size] = np.where(sw > rank_tol, sw, 0.0)
@@ -383,4 +383,4 @@ def predictor(X: ArrayLike, Y: ArrayLike, lr: float, *, theory: str | None = Non
                       tau=1.0 / eta, depth=L, widths=widths, a0=_readonly(np.diagonal(M0[:r, :r]).copy()),
                       applicable=applicable, bounds=bounds, X=_readonly(X), reduction=reduction,
                       fitted=_readonly(fitted), learned=_readonly(learned), _traj=traj, _lstsq=lstsq,
-                      _unfittable=unfittable, _sxx=sxx)
+                      _unfittable=unfittable, _sxx_factor=None if sxx is None else range_factor(sxx))
