@@ -70,7 +70,8 @@ def add_arguments(parser) -> None:
                         help="features sampled from the tree (default: 10000, the tutorial's); the default learning "
                              "rates are scaled by sqrt(N/10000) to keep the tutorial's dynamics in epochs")
     parser.add_argument("--lr", type=float, default=None,
-                        help="learning rate of the deep networks (default: 100, the tutorial's, scaled as above)")
+                        help="learning rate of the deep networks (default: 100, the tutorial's, scaled as above); "
+                             "above the stable bound at --depth it is refused")
     parser.add_argument("--gamma", type=float, default=GAMMA, help="init scale γ (default: 1e-12, the tutorial's)")
     parser.add_argument("--hidden", type=int, default=HIDDEN, help="width of every hidden layer (default: 30)")
     parser.add_argument("--depth", type=int, default=2,
@@ -160,9 +161,54 @@ def gif_frames(n_epochs: int, target: int = 50) -> list[int]:
     return frames if frames[-1] == n_epochs else frames + [n_epochs]
 
 
+def _stream_names(features: dict) -> list[str]:
+    """The sections' random streams (:func:`experiments.tutorial_runs.streams`), in a fixed order."""
+    return ["main", *ILLUSIONS, "zero_depth", *(f"feature:{k}" for k in features)]
+
+
+def _dataset(rng, n_features: int, feature=None):
+    """The tutorial's tree data from ``rng`` (float32, as the tutorial's ``.float()``), a feature appended if given."""
+    from saxe import add_feature, generate_hsd
+
+    X, Y = generate_hsd(n_features=n_features, rng=rng)
+    if feature is not None:
+        Y = add_feature(Y, feature)
+    return X.astype(np.float32), Y.astype(np.float32)
+
+
+def default_lr(n_features: int) -> float:
+    """The tutorial's lr = 100 at 10000 features, scaled by √(N/10000) (keeps η·s: s grows like √N, η like 1/N)."""
+    return LR * float(np.sqrt(n_features / TUTORIAL_FEATURES))
+
+
+def _check_lr(args) -> None:
+    """Refuse, before anything is trained or written, an lr above the stable bound of a network the command trains
+    (as ``saxe verify`` does): there SGD cannot settle once a mode is learned, and no theory is exact. The data are
+    drawn from fresh copies of the run's own streams, so the check sees exactly the data the run will train on."""
+    from theory import stable_lr
+
+    lr = default_lr(args.features) if args.lr is None else args.lr
+    features = dict(args.feature)
+    rngs = streams(args.seed, _stream_names(features))
+    sets = {"the tree": (rngs["main"][0], None)}
+    sets.update({f"{key} ({spec[3]})": (rngs[key][0], spec[2]) for key, spec in ILLUSIONS.items()})
+    sets.update({f"--feature {k}": (rngs[f"feature:{k}"][0], v) for k, v in features.items()})
+    hidden = [args.hidden] * (args.depth - 1)
+    for what, (rng, feature) in sets.items():
+        X, Y = _dataset(rng, args.features, feature)
+        bound = float(stable_lr(X.astype(np.float64), Y.astype(np.float64), depth=args.depth, hidden=hidden).learned)
+        if lr > bound:
+            which = (f"--lr {lr:g}" if args.lr is not None else
+                     f"the default lr {lr:g} (the tutorial's, scaled to --features)")
+            raise UsageError(f"{which} is above the stable bound {bound:.4g} of the depth-{args.depth} network on "
+                             f"{what}: SGD cannot settle there once a mode is learned and no theory is exact; pass "
+                             f"--lr below it (e.g. --lr {0.9 * bound:.3g})")
+
+
 def run(args) -> int:
     t_start = time.perf_counter()
     out, picks = _check_args(args)
+    _check_lr(args)
     with prepared_out(out, force=args.force) as out, torch_threads(1):  # small matrices: see saxe.torch_threads
         return _run(args, out, picks, t_start)
 
@@ -176,8 +222,6 @@ def _run(args, out: Path, picks: list[int], t_start: float) -> int:
     from saxe import (
         ITEM_NAMES,
         LRNet,
-        add_feature,
-        generate_hsd,
         initializer_,
         linear_regression,
         make_net,
@@ -190,11 +234,11 @@ def _run(args, out: Path, picks: list[int], t_start: float) -> int:
     from .report import package_versions
 
     scale = float(np.sqrt(F / TUTORIAL_FEATURES))
-    lr = LR * scale if args.lr is None else args.lr
+    lr = default_lr(F) if args.lr is None else args.lr
     lr0 = LR_ZERO_DEPTH * scale
     gamma = args.gamma
     features = {name: values for name, values in args.feature}
-    rngs = streams(args.seed, ["main", *ILLUSIONS, "zero_depth", *(f"feature:{k}" for k in features)])
+    rngs = streams(args.seed, _stream_names(features))
     R, notes, gaps, timings, training = Run(out, args.format, quiet), {}, {}, {}, {}
     names = list(ITEM_NAMES)
     shape = "-".join(str(v) for v in [8, *hidden_sizes, F])
@@ -202,8 +246,7 @@ def _run(args, out: Path, picks: list[int], t_start: float) -> int:
 
     # 1. the data
     rng, gen = rngs["main"]
-    X, Y = generate_hsd(n_features=F, rng=rng)
-    X, Y = X.astype(np.float32), Y.astype(np.float32)  # the tutorial's .float()
+    X, Y = _dataset(rng, F)
     R.figure("tree_data", plots.plot_tree_data())
     R.figure("hier_data_all", plots.plot_hier_data(X, Y, "all samples"))
     R.figure("hier_data_one", plots.plot_hier_data(X[:1], Y[:1], "a single sample"))
@@ -243,9 +286,7 @@ def _run(args, out: Path, picks: list[int], t_start: float) -> int:
     for key, (items, idx, feature, label) in ILLUSIONS.items():
         t = time.perf_counter()
         rng_i, gen_i = rngs[key]
-        Xi, Yi = generate_hsd(n_features=F, rng=rng_i)
-        Yi = add_feature(Yi, feature)
-        Xi, Yi = Xi.astype(np.float32), Yi.astype(np.float32)
+        Xi, Yi = _dataset(rng_i, F, feature)
         R.figure(f"{key}_tree_data", plots.plot_tree_data(items, Yi, label))
         net = initializer_(make_net(Xi.shape[1], hidden_sizes, Yi.shape[1]), gamma, generator=gen_i)
         rec_i, init_i = train_net(net, Xi, Yi, lr, n, f"{key}: {label}", quiet, illusory_i=idx)
@@ -267,9 +308,7 @@ def _run(args, out: Path, picks: list[int], t_start: float) -> int:
     for name, values in features.items():
         t = time.perf_counter()
         rng_f, gen_f = rngs[f"feature:{name}"]
-        Xf, Yf = generate_hsd(n_features=F, rng=rng_f)
-        Yf = add_feature(Yf, values)
-        Xf, Yf = Xf.astype(np.float32), Yf.astype(np.float32)
+        Xf, Yf = _dataset(rng_f, F, values)
         net = initializer_(make_net(Xf.shape[1], hidden_sizes, Yf.shape[1]), gamma, generator=gen_f)
         rec_f, init_f = train_net(net, Xf, Yf, lr, n, f"feature {name}", quiet, illusory_i=list(range(8)))
         training[f"feature:{name}"] = rec_f.info

@@ -183,6 +183,10 @@ def test_knobs_and_your_own_feature(tmp_path):
     (["--gamma", "0"], "--gamma must be > 0"),
     (["--lr", "-1"], "--lr must be > 0"),
     (["--hidden", "0"], "--hidden must be >= 1"),
+    # an lr above a trained network's stable bound: refused before training (it diverged at epoch 21, exit 3)
+    (["--lr", "1000"], "--lr 1000 is above the stable bound 254.5 of the depth-2 network on the tree"),
+    (["--depth", "3"], "the default lr 100 (the tutorial's, scaled to --features) is above the stable bound 31.4"),
+    (["--feature", "x=Goldfish:1e3"], "of the depth-2 network on --feature x"),
 ])
 def test_bad_knobs_exit_2(tmp_path, capsys, extra, message):
     out = tmp_path / "out"
