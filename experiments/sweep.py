@@ -37,7 +37,9 @@ one ran each row. A diverging run is recorded with ``diverged=True`` and the swe
 **Files** (all through :mod:`experiments.report`'s atomic writers): after every chunk the whole CSV is rewritten
 (in grid order) to a temp file and renamed over ``sweep.csv``, so an interrupted sweep leaves only complete rows
 and ``--resume`` skips the run_ids already there, whichever way they were computed (it refuses a file made with
-other data, epochs or dtype). Without ``--resume`` an existing, non-empty ``sweep.csv`` is an error. At the end:
+other data, epochs or dtype). Without ``--resume`` an existing, non-empty ``sweep.csv`` is an error, and a folder
+holding anything but a sweep's files is refused (exit 2). With ``--dask`` the scheduler is reached (or the local
+cluster started) before anything is written. At the end:
 ``phase_diagram.png`` (:mod:`experiments.sweep_figures`) and ``sweep.json`` (the command, counts, timings,
 versions, ``"complete": true``).
 
@@ -48,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
 import time
 from contextlib import contextmanager
@@ -165,9 +168,38 @@ def _check_args(args) -> tuple[int, int] | None:
     return parse_shard(args.shard)
 
 
-def _prepare_out(out: Path) -> None:
+#: The names a sweep (or a shard of one) writes into --out; any other file there is not a sweep's.
+SWEEP_FILE = re.compile(r"(sweep(\.shard-\d+-of-\d+)?\.(csv|json)|phase_diagram(\.shard-\d+-of-\d+)?\.png)")
+#: An atomic writer's temp file of one of those names (``.NAME.XXXX.tmp``, left by a killed run).
+SWEEP_TEMP = re.compile(r"\.(?P<name>.+)\.[^.]+\.tmp")
+
+
+def _foreign(out: Path) -> list[str]:
+    """Names in --out that no sweep writes (the folder's shards share it, so only other files count)."""
+    def ours(name: str) -> bool:
+        m = SWEEP_TEMP.fullmatch(name)
+        return bool(SWEEP_FILE.fullmatch(m.group("name") if m else name))
+
+    return sorted(p.name for p in out.iterdir() if not ours(p.name))
+
+
+def _check_out(out: Path) -> None:
+    """--out a folder (or not there yet) holding nothing but a sweep's files: a sweep never writes beside other
+    files (a user's notes, another command's results), while the shards of one sweep share a folder."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: exists and is not a folder")
+    if out.is_dir():
+        other = _foreign(out)
+        if other:
+            what = "entry" if len(other) == 1 else "entries"
+            raise UsageError(f"--out {out}: holds {len(other)} {what} that are not a sweep's (e.g. {other[0]!r}); "
+                             "a sweep writes into a new or empty folder, or one holding only sweep files "
+                             "(sweep*.csv, sweep*.json, phase_diagram*.png): choose another --out")
+
+
+def _prepare_out(out: Path) -> None:
+    """--out checked (:func:`_check_out`), made and probed for writing."""
+    _check_out(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # an environment problem (exit 4), as for verify and tutorial
@@ -254,6 +286,26 @@ def run(args) -> int:
     warnings = stability_warnings(problem.X, problem.Y, sorted({(r.depth, r.hidden, r.lr) for r in mine}))
     for text in warnings:  # never hidden: these grid points cannot give an exact, settled run
         print(f"saxe sweep: warning: {text}", file=sys.stderr)
+    _check_out(Path(args.out))  # before a Dask cluster is started for nothing
+    # the Dask client first: an unreachable scheduler or a cluster that cannot start leaves no file behind
+    with torch_threads(args.threads), _client(args) as client:
+        return _execute(args, shard, grid, mine, problem, warnings, client)
+
+
+@contextmanager
+def _client(args):
+    """The ``distributed.Client`` of ``--dask`` (None without it), open for the whole sweep."""
+    if args.dask is None:
+        yield None
+        return
+    from .sweep_dask import client_for
+
+    with client_for(args.dask, args.threads) as client:
+        yield client
+
+
+def _execute(args, shard, grid: list[Run], mine: list[Run], problem, warnings: list[str], client) -> int:
+    """The sweep proper: --out prepared, rows resumed, chunks computed and written, the marker completed."""
     out = Path(args.out)
     names = output_names(shard)
     header = columns(problem.n_modes)
@@ -280,17 +332,22 @@ def run(args) -> int:
     t_start = time.perf_counter()
     timing = {"train_s": 0.0, "theory_s": 0.0, "write_s": 0.0}
     n_new = 0
-    with torch_threads(args.threads), _chunk_source(problem, batches, args, dtype, device) as chunks:
-        for new, times in items_bar(chunks, "sweep chunks", args.quiet, total=len(batches)):
-            rows.extend(new)
-            n_new += len(new)
-            _release_heap()
-            timing["train_s"] += times["train_s"]
-            timing["theory_s"] += times["theory_s"]
-            t0 = time.perf_counter()
-            rows = _sorted(rows, order)
-            write_rows(out / names["csv"], header, rows)
-            timing["write_s"] += time.perf_counter() - t0
+    if client is None:
+        chunks = _local_chunks(problem, batches, args, dtype, device)
+    else:
+        from .sweep_dask import map_chunks
+
+        chunks = map_chunks(client, problem, batches, args.epochs, args.engine, args.dtype, args.device, args.threads)
+    for new, times in items_bar(chunks, "sweep chunks", args.quiet, total=len(batches)):
+        rows.extend(new)
+        n_new += len(new)
+        _release_heap()
+        timing["train_s"] += times["train_s"]
+        timing["theory_s"] += times["theory_s"]
+        t0 = time.perf_counter()
+        rows = _sorted(rows, order)
+        write_rows(out / names["csv"], header, rows)
+        timing["write_s"] += time.perf_counter() - t0
     if not (out / names["csv"]).exists():  # nothing to run (empty shard): still leave a readable file
         write_rows(out / names["csv"], header, rows)
     from .sweep_figures import phase_diagram
@@ -312,15 +369,3 @@ def run(args) -> int:
               f"{out / names['csv']} ({timing['total_s']:.1f} s: train {timing['train_s']:.1f} s, "
               f"theory {timing['theory_s']:.1f} s)")
     return 0
-
-
-@contextmanager
-def _chunk_source(problem, batches, args, dtype, device):
-    """(rows, timings) per chunk: computed here, or by Dask workers (:mod:`experiments.sweep_dask`)."""
-    if args.dask is None:
-        yield _local_chunks(problem, batches, args, dtype, device)
-        return
-    from .sweep_dask import client_for, map_chunks
-
-    with client_for(args.dask, args.threads) as client:
-        yield map_chunks(client, problem, batches, args.epochs, args.engine, args.dtype, args.device, args.threads)

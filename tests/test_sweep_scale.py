@@ -202,8 +202,24 @@ def test_unreachable_scheduler_is_a_usage_error(tmp_path, capsys, monkeypatch):
     import experiments.sweep_dask as D
 
     monkeypatch.setattr(D, "SCHEDULER_TIMEOUT", "2s")
-    assert sweep(tmp_path, "--dask", "tcp://127.0.0.1:9") == 2
+    out = tmp_path / "out"
+    assert sweep(out, "--dask", "tcp://127.0.0.1:9") == 2
     assert "cannot reach the scheduler" in capsys.readouterr().err
+    assert not out.exists()  # it left a folder holding only an incomplete marker
+
+
+def test_a_folder_with_other_files_is_refused(tmp_path, capsys):
+    """A sweep writes only beside a sweep's own files (its shards share one folder), never beside a user's."""
+    (tmp_path / "phase_diagram.png").write_bytes(b"a user's own figure")
+    (tmp_path / "notes.txt").write_text("mine")
+    assert sweep(tmp_path) == 2
+    assert "holds 1 entry that are not a sweep's (e.g. 'notes.txt')" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "phase_diagram.png"]
+    assert (tmp_path / "phase_diagram.png").read_bytes() == b"a user's own figure"
+    (tmp_path / "notes.txt").unlink()
+    (tmp_path / "phase_diagram.png").unlink()
+    (tmp_path / ".sweep.csv.abc123.tmp").write_text("a killed run's temp file")  # a sweep's: accepted
+    assert sweep(tmp_path, "--shard", "0/2") == 0
 
 
 def test_sweeps_and_training_never_import_scipy(tmp_path):
