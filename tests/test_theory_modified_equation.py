@@ -201,3 +201,29 @@ def test_implicit_and_explicit_integrators_agree():
     a = modified_flow(Q0, target, 0.1, h, method="DOP853")
     b = modified_flow(Q0, target, 0.1, h, method="BDF")
     assert np.abs(a - b).max() <= 1e-7 * np.abs(a).max()
+
+
+@given(seed=st.integers(0, 2**20), n_h=st.integers(1, 4), order=st.integers(0, 3))
+@settings(max_examples=15, deadline=None)
+def test_a_stack_of_weights_gives_each_ones_field_and_nan_only_outside_the_domain(seed, n_h, order):
+    """BDF's finite-difference Jacobian evaluates the field at many Q in one stacked call: each slice must equal the
+    field at that Q alone, and a Q outside the tail's domain (η σ_max(S̄ − M̄) ≥ 1) is NaN in its own slice only."""
+    from theory.modified_equation import OutsideDomain, _field
+
+    rng = np.random.default_rng(seed)
+    C, R = 3, 2
+    target, eta = rng.standard_normal((R, C)), 0.05
+    stack = 0.5 * rng.standard_normal((4, C + R, n_h))
+    stack[2, C:] = 0.0
+    stack[2, :C] = 0.0
+    stack[2, C, 0] = 1.0 / eta  # M̄ = 0 here; a second slice with a huge M̄ leaves the domain
+    stack[3] = 100.0 * stack[3] + 1.0
+    got = _field(stack, target, eta, order, True, refuse=False)
+    for i in range(len(stack)):
+        try:
+            want = modified_field(stack[i], target, eta, order)
+        except OutsideDomain:
+            assert np.isnan(got[i]).all()
+            continue
+        np.testing.assert_allclose(got[i], want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+    assert np.isnan(got[3]).all() and np.isfinite(got[:2]).all()

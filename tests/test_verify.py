@@ -195,17 +195,18 @@ def test_weak_modes_pass_against_the_float64_floor(tmp_path):
 
 def test_bottleneck_width_is_supported_and_reported(tmp_path):
     """Regression: --hidden below the rank exited 2 ('bad input'); now it runs, checks the exact theory and says
-    which modes the bottleneck cannot learn."""
-    _, Y = __import__("saxe").generate_hsd(n_features=100, rng=0)
+    which modes the bottleneck cannot learn. (A 4-item tree at width 2: the 8-item tree at width 3 checks the same in
+    131 s, nearly all of it SGD's modified equation being refused where its flow turns stiff.)"""
+    _, Y = __import__("saxe").generate_hsd(n_levels=2, n_features=60, rng=0)
     data = _table(tmp_path, "tree.csv", Y)
     out = tmp_path / "bn"
-    assert main(["verify", "--data", str(data), "--out", str(out), "--quiet", "--hidden", "3"]) == 0
+    assert main(["verify", "--data", str(data), "--out", str(out), "--quiet", "--hidden", "2"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     run = m["runs"]["tree"]
-    assert run["bottleneck"]["width"] == 3 and run["bottleneck"]["unlearnable_modes"] == [4, 5, 6, 7, 8]
+    assert run["bottleneck"]["width"] == 2 and run["bottleneck"]["unlearnable_modes"] == [3, 4]
     assert run["final_loss"] == pytest.approx(run["bottleneck"]["best_loss"], rel=1e-3)
     assert all(c["passed"] for c in m["checks"] if c["tolerance"] is not None)
-    assert "modes 4–8" in (out / "report.md").read_text()
+    assert "modes 3–4" in (out / "report.md").read_text()
     # without --hidden the width covers the items: no bottleneck
     out = tmp_path / "wide"
     assert main(["verify", "--data", str(data), "--out", str(out), "--quiet"]) == 0

@@ -94,38 +94,44 @@ class OutsideDomain(ValueError):
     """Raised inside the field when 1 − η σ_max(E) ≤ 0 (carries the reduced time h reached)."""
 
 
-def _gamma(E: np.ndarray, C: int) -> np.ndarray:
-    n = C + E.shape[0]
-    G = np.zeros((n, n))
-    G[:C, C:] = E.T
-    G[C:, :C] = E
-    return G
+def _t(A: np.ndarray) -> np.ndarray:
+    """Transpose over the last two axes (every function here takes stacks (…, C+R, N_h) of Q as well as one Q)."""
+    return A.swapaxes(-1, -2)
 
 
-def derivatives(Q: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, Callable, Callable, Callable]:
-    """(Γ, F', F'', F''') at Q: Γ(QQᵀ) and the directional derivatives of F(Q) = Γ(QQᵀ)Q (module docstring)."""
-    C = target.shape[1]
-    G = _gamma(target - Q[C:] @ Q[:C].T, C)
+def _apply(E: np.ndarray, Z: np.ndarray, C: int) -> np.ndarray:
+    """Γ-type product [[0, Eᵀ], [E, 0]] Z without forming the (C+R)² matrix: [EᵀZ_R; EZ_C]."""
+    return np.concatenate([E.swapaxes(-1, -2) @ Z[..., C:, :], E @ Z[..., :C, :]], axis=-2)
 
-    def g1(X: np.ndarray, Y: np.ndarray) -> np.ndarray:  # Γ₁(XYᵀ + YXᵀ): only its R × C block is needed
-        return _gamma(X[C:] @ Y[:C].T + Y[C:] @ X[:C].T, C)
+
+def derivatives(Q: np.ndarray, target: np.ndarray) -> tuple[Callable, Callable, Callable, Callable]:
+    """(Γ, F′, F″, F‴) at Q as operators: X ↦ Γ(QQᵀ)X and the directional derivatives of F(Q) = Γ(QQᵀ)Q (module
+    docstring). Q may be a stack (…, C+R, N_h); the directions then broadcast against it."""
+    C = target.shape[-1]
+    E0 = target - Q[..., C:, :] @ _t(Q[..., :C, :])
+
+    def gamma(X: np.ndarray) -> np.ndarray:
+        return _apply(E0, X, C)
+
+    def e1(X: np.ndarray, Y: np.ndarray) -> np.ndarray:  # the R × C block of S(X, Y) = XYᵀ + YXᵀ
+        return X[..., C:, :] @ _t(Y[..., :C, :]) + Y[..., C:, :] @ _t(X[..., :C, :])
 
     def fp(X: np.ndarray) -> np.ndarray:
-        return G @ X - g1(Q, X) @ Q
+        return gamma(X) - _apply(e1(Q, X), Q, C)
 
     def fpp(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
-        return -(g1(X, Y) @ Q + g1(Q, X) @ Y + g1(Q, Y) @ X)
+        return -(_apply(e1(X, Y), Q, C) + _apply(e1(Q, X), Y, C) + _apply(e1(Q, Y), X, C))
 
     def fppp(X: np.ndarray, Y: np.ndarray, Z: np.ndarray) -> np.ndarray:
-        return -(g1(X, Y) @ Z + g1(X, Z) @ Y + g1(Y, Z) @ X)
+        return -(_apply(e1(X, Y), Z, C) + _apply(e1(X, Z), Y, C) + _apply(e1(Y, Z), X, C))
 
-    return G, fp, fpp, fppp
+    return gamma, fp, fpp, fppp
 
 
 def _terms(Q: np.ndarray, target: np.ndarray, order: int) -> list[np.ndarray]:
     """[F, f₁, …, f_order] at Q."""
     G, fp, fpp, fppp = derivatives(Q, target)
-    F = G @ Q
+    F = G(Q)
     out = [F]
     if order < 1:
         return out
@@ -156,29 +162,29 @@ def _terms(Q: np.ndarray, target: np.ndarray, order: int) -> list[np.ndarray]:
     return out
 
 
-def _tail(Q: np.ndarray, target: np.ndarray, eta: float, order: int) -> tuple[np.ndarray, float]:
-    """φ_N(Γ)Q (module docstring) and η σ_max(E), from the SVD of E = S̄ − M̄ (Γ's eigenvalues are ±σ_i(E), 0)."""
-    C = target.shape[1]
-    E = target - Q[C:] @ Q[:C].T
-    if not np.isfinite(E).all():
-        return np.zeros_like(Q), np.inf
-    U, sig, Vt = np.linalg.svd(E, full_matrices=False)
+def _tail(Q: np.ndarray, target: np.ndarray, eta: float, order: int) -> tuple[np.ndarray, np.ndarray]:
+    """φ_N(Γ)Q (module docstring) and η σ_max(E) (one per Q of a stack), from the SVD of E = S̄ − M̄ (Γ's
+    eigenvalues are ±σ_i(E), 0). Where η σ_max(E) ≥ 1 (or E is not finite) the tail is 0: the caller refuses it."""
+    C = target.shape[-1]
+    E = target - Q[..., C:, :] @ _t(Q[..., :C, :])
+    finite = np.isfinite(E).all(axis=(-2, -1))
+    U, sig, Vt = np.linalg.svd(np.where(finite[..., None, None], E, 0.0), full_matrices=False)
     x = eta * sig
-    top = float(x.max(initial=0.0))
-    if not top < 1.0:
-        return np.zeros_like(Q), top
+    top = np.where(finite, x.max(axis=-1, initial=0.0), np.inf)
+    inside = top < 1.0
+    x = np.where(inside[..., None], x, 0.0)
     js = np.arange(1, order + 2)
     sign = (-1.0) ** (js + 1)
 
     def phi(z: np.ndarray) -> np.ndarray:
-        return (np.log1p(z) - (sign / js * z[:, None] ** js).sum(axis=1)) / eta
+        return (np.log1p(z) - (sign / js * z[..., None] ** js).sum(axis=-1)) / eta
 
     plus, minus = phi(x), phi(-x)
     even, odd = 0.5 * (plus + minus), 0.5 * (plus - minus)
-    a, b = Vt @ Q[:C], U.T @ Q[C:]  # Q's parts along the right and left singular vectors of E
-    top_rows = Vt.T @ (even[:, None] * a + odd[:, None] * b)
-    bottom_rows = U @ (odd[:, None] * a + even[:, None] * b)
-    return np.vstack([top_rows, bottom_rows]), top
+    a, b = Vt @ Q[..., :C, :], _t(U) @ Q[..., C:, :]  # Q's parts along the right and left singular vectors of E
+    top_rows = _t(Vt) @ (even[..., None] * a + odd[..., None] * b)
+    bottom_rows = U @ (odd[..., None] * a + even[..., None] * b)
+    return np.concatenate([top_rows, bottom_rows], axis=-2) * inside[..., None, None], top
 
 
 def modified_field(Q: np.ndarray, target: np.ndarray, eta: float, order: int = MODIFIED_ORDER,
@@ -188,13 +194,19 @@ def modified_field(Q: np.ndarray, target: np.ndarray, eta: float, order: int = M
     Raises :class:`OutsideDomain` (a ``ValueError``) where the tail needs 1 − η σ_max(E) > 0 and it is not."""
     if isinstance(order, bool) or order not in (0, 1, 2, 3):
         raise ValueError(f"order must be 0, 1, 2 or 3, got {order=!r}")
+    return _field(Q, target, eta, order, tail, refuse=True)
+
+
+def _field(Q: np.ndarray, target: np.ndarray, eta: float, order: int, tail: bool, refuse: bool) -> np.ndarray:
+    """:func:`modified_field` on one Q or a stack of them; outside the tail's domain it raises (``refuse``) or
+    gives NaN for that Q of the stack (the integrator's vectorised Jacobian probes many Q at once)."""
     terms = _terms(Q, target, order)
     out = terms[0] + sum(eta ** n * f for n, f in enumerate(terms[1:], start=1))
     if tail:
         extra, top = _tail(Q, target, eta, order)
-        if not top < 1.0:
-            raise OutsideDomain(f"η·σ_max(S̄ − M̄) = {top:.6g} ≥ 1")
-        out = out + extra
+        if refuse and not np.all(top < 1.0):
+            raise OutsideDomain(f"η·σ_max(S̄ − M̄) = {float(np.max(top)):.6g} ≥ 1")
+        out = np.where((top < 1.0)[..., None, None], out + extra, np.nan)
     return out
 
 
@@ -240,23 +252,25 @@ def _integrate(Q0: np.ndarray, target: np.ndarray, eta: float, h: np.ndarray, or
     calls, refused, limit = [0], [""], [0]
 
     def rhs(hh: float, y: np.ndarray) -> np.ndarray:
-        calls[0] += 1
+        """dQ/dh at one y (n·k,) or, for BDF's finite-difference Jacobian, at the m columns of y (n·k, m) in one
+        stacked evaluation (counted as m)."""
+        cols = 1 if y.ndim == 1 else y.shape[1]
+        calls[0] += cols
         if calls[0] > limit[0]:
             raise _TooStiff(hh)
+        Q = y.reshape(n, k) if y.ndim == 1 else np.moveaxis(y.reshape(n, k, cols), -1, 0)
         with np.errstate(over="ignore", invalid="ignore"):
-            try:
-                if not np.isfinite(y).all():
-                    raise OutsideDomain("the weights are not finite")
-                val = modified_field(y.reshape(n, k), target, eta, order, tail).ravel()
-            except OutsideDomain as exc:
-                val = np.full(y.size, np.nan)
-                refused[0] = f"at epoch {hh / eta:.6g}, {exc}"
-        if not np.isfinite(val).all():
-            # a trial stage outside the domain: NaN makes the integrator reject the step and shrink it (its error
-            # norm is not < 1); where the solution itself leaves the domain, the step size underflows and the call fails
-            refused[0] = refused[0] or f"at epoch {hh / eta:.6g}, a derivative is not finite"
-            val = np.full(y.size, np.nan)
-        return val
+            val = _field(Q, target, eta, order, tail, refuse=False)
+            bad = ~np.isfinite(val).all(axis=(-2, -1))
+            if np.any(bad):
+                # a trial stage outside the domain: NaN makes the integrator reject the step and shrink it (its error
+                # norm is not < 1); where the solution itself leaves the domain, the step size underflows and the
+                # call fails
+                top = float(np.max(_tail(Q, target, eta, order)[1])) if tail else 0.0
+                refused[0] = (f"at epoch {hh / eta:.6g}, η·σ_max(S̄ − M̄) = {top:.6g} ≥ 1" if not top < 1.0
+                              else f"at epoch {hh / eta:.6g}, a derivative is not finite")
+                val = np.where(bad[..., None, None], np.nan, val)
+        return val.ravel() if y.ndim == 1 else np.moveaxis(val, 0, -1).reshape(n * k, cols)
 
     scale = max(float(np.abs(target).max(initial=0.0)), np.finfo(float).tiny)
     # Q grows from the init's size to O(√s): resolve it relative to the smaller (a small init's escape time is set
@@ -273,7 +287,7 @@ def _integrate(Q0: np.ndarray, target: np.ndarray, eta: float, h: np.ndarray, or
         calls[0], limit[0], refused[0] = 0, budget, ""  # a refusal names only this integrator's own trials
         try:
             sol = solve_ivp(rhs, (0.0, float(grid[-1])), Q0.ravel(), t_eval=grid, method=solver,
-                            rtol=MODIFIED_RTOL, atol=atol)
+                            rtol=MODIFIED_RTOL, atol=atol, vectorized=solver == "BDF")
         except _TooStiff as stop:
             if i + 1 < len(plan):
                 continue
