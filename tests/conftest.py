@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # Deterministic by default so that CI and a developer see the same examples; `HYPOTHESIS_PROFILE=dev`
@@ -24,3 +25,13 @@ try:  # torch is optional for the theory tests
     torch.set_num_threads(1)
 except ImportError:  # pragma: no cover
     pass
+
+
+@pytest.fixture(scope="session")
+def executed_notebooks(tmp_path_factory):
+    """(executed notebooks by name, folder of their copies for the docs build): each notebook runs once per session
+    (see tests/notebook_run.py)."""
+    from notebook_run import execute_all
+
+    folder = tmp_path_factory.mktemp("executed_notebooks")
+    return execute_all(folder), folder

@@ -1,6 +1,9 @@
-"""The documentation site builds with warnings as errors (the notebooks are executed by the build)."""
+"""The documentation site builds with warnings as errors. The build renders the notebooks as the test session
+executed them (the ``executed_notebooks`` fixture, ``SAXE_DOCS_NOTEBOOKS``), instead of executing them a second time
+(its own default, ``nb_execution_mode = "force"``, for a build outside the tests)."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -8,9 +11,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_docs_build_with_warnings_as_errors(tmp_path):
+def test_docs_build_with_warnings_as_errors(tmp_path, executed_notebooks):
+    env = {**os.environ, "SAXE_DOCS_NOTEBOOKS": str(executed_notebooks[1])}
     proc = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-b", "html", "-q",
-                           str(ROOT / "docs"), str(tmp_path / "html")], capture_output=True, text=True)
+                           str(ROOT / "docs"), str(tmp_path / "html")], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
     html = tmp_path / "html"
     for page in ("index", "conventions", "theory", "api", "cli", "gallery", "cite", "notebooks"):

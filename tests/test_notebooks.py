@@ -1,73 +1,19 @@
 """The notebooks execute headless on the installed package, and the tutorial's widget callbacks work for every
-slider value tried (so a broken demo fails CI, not a student's session)."""
+slider value tried (so a broken demo fails CI, not a student's session). They are executed once per session
+(:mod:`notebook_run`, the ``executed_notebooks`` fixture), and the docs build renders the same executions."""
 from __future__ import annotations
 
-from pathlib import Path
-
-import nbformat
 import pytest
-from nbclient import NotebookClient
-
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-
-# Callbacks of tutorial.ipynb at the edges and inside of the tutorial's slider ranges (lr 1–200, γ 1e-15–10,
-# epoch 10–241) and of the added depth slider; an lr above a deep net's stable bound and a diverging run included.
-WIDGET_CHECKS = '''
-import numpy as np
-from matplotlib.figure import Figure
-checks = 0
-for lr, g, d in [(1.0, 1e-15, 2), (200.0, 10.0, 2), (150.0, 1e-6, 3), (37.0, 1e-3, 4), (100.0, 1e-12, 2)]:
-    run = demo.train_with_theory(X, Y, lr, g, d)
-    assert (run.rec is None) == any("diverged" in n for n in run.notes), run.notes
-    if run.rec is not None and run.pred is not None:
-        assert np.abs(run.pred.modes(run.t) - run.rec.modes).max() < 1e-6 * run.s[0]
-    assert isinstance(loss_lr_init(lr, g, d), Figure)
-    checks += 1
-for lr, g, ep, d in [(20.0, 1e-15, 10, 2), (200.0, 1.0, 241, 2), (100.0, 1e-12, 120, 3)]:
-    assert isinstance(loss_svd_rsm_lr_gamma(lr, g, ep, d), Figure)
-    checks += 1
-for spec in ["has_fins=Goldfish:1,Tuna:1", "can_fly=Robin:1,Canary:1", "is_tall=Pine:1,Oak:1"]:
-    assert isinstance(own_feature(spec), Figure)
-    checks += 1
-# moving a slider redraws the widget's image
-for box, name, value in [(demo1, "lr", 150.0), (demo1, "depth", 3), (rsa_demo, "i_ep", 241),
-                         (feature_demo, "spec", "has_fins=Goldfish:1,Tuna:1")]:
-    before = box.image.value
-    box.controls[name].value = value
-    assert box.image.value != before and box.image.value[:4] == bytes([0x89, 0x50, 0x4E, 0x47])
-    checks += 1
-s = sliders
-assert (s["lr"].min, s["lr"].max, s["i_ep"].min, s["i_ep"].max) == (20.0, 200.0, 10, 241)
-assert (s["gamma"].min, s["gamma"].max, s["gamma"].base) == (-15, 1, 10)
-lr1 = demo1.controls["lr"]
-assert (lr1.min, lr1.max, demo1.controls["gamma"].min, demo1.controls["gamma"].max) == (1.0, 200.0, -15, 1)
-print("CALLBACKS-OK", checks)
-'''
+from notebook_run import FIGURES, _outputs
 
 
-def _execute(name: str, extra: str | None = None) -> nbformat.NotebookNode:
-    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    for cell in nb.cells:  # committed with outputs stripped
-        assert cell.cell_type != "code" or (not cell.outputs and cell.execution_count is None), name
-    if extra is not None:
-        nb.cells.append(nbformat.v4.new_code_cell(extra))
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
-    return nb
-
-
-def _outputs(nb, kind: str):
-    return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == kind]
-
-
-@pytest.mark.parametrize("name, figures", [("tutorial.ipynb", 5), ("theory_vs_training.ipynb", 1),
-                                           ("your_data.ipynb", 1)])
-def test_notebook_executes_headless(name, figures):
-    extra = WIDGET_CHECKS if name == "tutorial.ipynb" else None
-    nb = _execute(name, extra)
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_notebook_executes_headless(name, executed_notebooks):
+    nb = executed_notebooks[0][name]
     assert not _outputs(nb, "error")
     images = [o for o in _outputs(nb, "display_data") if "image/png" in o.data]
-    assert len(images) >= figures, f"{name} drew {len(images)} figures outside its widgets"
-    if extra is not None:
+    assert len(images) >= FIGURES[name], f"{name} drew {len(images)} figures outside its widgets"
+    if name == "tutorial.ipynb":
         last = nb.cells[-1]
         text = "".join(o.get("text", "") for o in last.outputs if o.output_type == "stream")
         assert "CALLBACKS-OK 15" in text
