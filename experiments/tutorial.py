@@ -183,8 +183,10 @@ def default_lr(n_features: int) -> float:
 
 def _check_lr(args) -> None:
     """Refuse, before anything is trained or written, an lr above the stable bound of a network the command trains
-    (as ``saxe verify`` does): there SGD cannot settle once a mode is learned, and no theory is exact. The data are
-    drawn from fresh copies of the run's own streams, so the check sees exactly the data the run will train on."""
+    (as ``saxe verify`` does): there SGD cannot settle once a mode is learned, and no theory is exact. The deep nets
+    are checked on every dataset they train on (the tree, the illusions, each ``--feature``), drawn from fresh
+    copies of the run's own streams, so the check sees exactly the data the run will train on; the zero-depth net
+    (its lr the tutorial's 1000, scaled to --features, not a knob) on the tree."""
     from theory import stable_lr
 
     lr = default_lr(args.features) if args.lr is None else args.lr
@@ -194,15 +196,24 @@ def _check_lr(args) -> None:
     sets.update({f"{key} ({spec[3]})": (rngs[key][0], spec[2]) for key, spec in ILLUSIONS.items()})
     sets.update({f"--feature {k}": (rngs[f"feature:{k}"][0], v) for k, v in features.items()})
     hidden = [args.hidden] * (args.depth - 1)
+    bounds = {}
     for what, (rng, feature) in sets.items():
-        X, Y = _dataset(rng, args.features, feature)
-        bound = float(stable_lr(X.astype(np.float64), Y.astype(np.float64), depth=args.depth, hidden=hidden).learned)
-        if lr > bound:
-            which = (f"--lr {lr:g}" if args.lr is not None else
-                     f"the default lr {lr:g} (the tutorial's, scaled to --features)")
-            raise UsageError(f"{which} is above the stable bound {bound:.4g} of the depth-{args.depth} network on "
-                             f"{what}: SGD cannot settle there once a mode is learned and no theory is exact; pass "
-                             f"--lr below it (e.g. --lr {0.9 * bound:.3g})")
+        X, Y = (a.astype(np.float64) for a in _dataset(rng, args.features, feature))
+        bounds[what] = float(stable_lr(X, Y, depth=args.depth, hidden=hidden).learned)
+        if what == "the tree":
+            lr0, bound0 = (LR_ZERO_DEPTH * float(np.sqrt(args.features / TUTORIAL_FEATURES)),
+                           stable_lr(X, Y, depth=1).learned)
+            if lr0 > bound0:
+                raise UsageError(f"--features {args.features}: the zero-depth net's lr {lr0:g} (the tutorial's 1000, "
+                                 f"scaled to --features) is above its stable bound {bound0:.4g}: use more --features")
+    what = min(bounds, key=bounds.__getitem__)
+    bound = bounds[what]
+    if lr > bound:
+        which = (f"--lr {lr:g}" if args.lr is not None else
+                 f"the default lr {lr:g} (the tutorial's, scaled to --features)")
+        raise UsageError(f"{which} is above the stable bound {bound:.4g} of the depth-{args.depth} network on "
+                         f"{what}: SGD cannot settle there once a mode is learned and no theory is exact; pass "
+                         f"--lr below it (e.g. --lr {0.9 * bound:.3g}, 0.9 × the least bound of the networks trained)")
 
 
 def run(args) -> int:

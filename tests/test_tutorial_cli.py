@@ -187,6 +187,10 @@ def test_knobs_and_your_own_feature(tmp_path):
     (["--lr", "1000"], "--lr 1000 is above the stable bound 254.5 of the depth-2 network on the tree"),
     (["--depth", "3"], "the default lr 100 (the tutorial's, scaled to --features) is above the stable bound 31.4"),
     (["--feature", "x=Goldfish:1e3"], "of the depth-2 network on --feature x"),
+    # the suggestion is below every network's bound (the feature's 2.649, not the tree's 31.4)
+    (["--depth", "3", "--feature", "x=Goldfish:1e3"], "stable bound 2.649 of the depth-3 network on --feature x"),
+    (["--features", "1"], "the zero-depth net's lr 10 (the tutorial's 1000, scaled to --features) is above its "
+                          "stable bound 8"),  # it diverged at epoch 12 and left 17 files
 ])
 def test_bad_knobs_exit_2(tmp_path, capsys, extra, message):
     out = tmp_path / "out"
