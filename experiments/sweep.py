@@ -38,8 +38,8 @@ one ran each row. A diverging run is recorded with ``diverged=True`` and the swe
 (in grid order) to a temp file and renamed over ``sweep.csv``, so an interrupted sweep leaves only complete rows
 and ``--resume`` skips the run_ids already there, whichever way they were computed (it refuses a file made with
 other data, epochs or dtype). Without ``--resume`` an existing, non-empty ``sweep.csv`` is an error, and a folder
-holding anything but a sweep's files is refused (exit 2). With ``--dask`` the scheduler is reached (or the local
-cluster started) before anything is written. At the end:
+holding anything but a sweep's files (hidden files aside) is refused (exit 2). With ``--dask`` the scheduler is
+reached (or the local cluster started) after those checks and before anything is written. At the end:
 ``phase_diagram.png`` (:mod:`experiments.sweep_figures`) and ``sweep.json`` (the command, counts, timings,
 versions, ``"complete": true``).
 
@@ -175,12 +175,13 @@ SWEEP_TEMP = re.compile(r"\.(?P<name>.+)\.[^.]+\.tmp")
 
 
 def _foreign(out: Path) -> list[str]:
-    """Names in --out that no sweep writes (the folder's shards share it, so only other files count)."""
+    """Names in --out that no sweep writes (the shards of a sweep share a folder, so only other files count)."""
     def ours(name: str) -> bool:
         m = SWEEP_TEMP.fullmatch(name)
         return bool(SWEEP_FILE.fullmatch(m.group("name") if m else name))
 
-    return sorted(p.name for p in out.iterdir() if not ours(p.name))
+    # hidden files are left out: a sweep never writes over one (the system's .DS_Store, a killed write probe's file)
+    return sorted(p.name for p in out.iterdir() if not (ours(p.name) or p.name.startswith(".")))
 
 
 def _check_out(out: Path) -> None:
@@ -191,10 +192,11 @@ def _check_out(out: Path) -> None:
     if out.is_dir():
         other = _foreign(out)
         if other:
-            what = "entry" if len(other) == 1 else "entries"
-            raise UsageError(f"--out {out}: holds {len(other)} {what} that are not a sweep's (e.g. {other[0]!r}); "
-                             "a sweep writes into a new or empty folder, or one holding only sweep files "
-                             "(sweep*.csv, sweep*.json, phase_diagram*.png): choose another --out")
+            what = "entry that is" if len(other) == 1 else "entries that are"
+            raise UsageError(f"--out {out}: holds {len(other)} {what} not a sweep's (e.g. {other[0]!r}); a sweep "
+                             "writes into a new or empty folder, or one holding only sweep files (sweep.csv, "
+                             "sweep.json, phase_diagram.png and their shard forms sweep.shard-i-of-n.csv, …): "
+                             "choose another --out")
 
 
 def _prepare_out(out: Path) -> None:
@@ -286,10 +288,19 @@ def run(args) -> int:
     warnings = stability_warnings(problem.X, problem.Y, sorted({(r.depth, r.hidden, r.lr) for r in mine}))
     for text in warnings:  # never hidden: these grid points cannot give an exact, settled run
         print(f"saxe sweep: warning: {text}", file=sys.stderr)
-    _check_out(Path(args.out))  # before a Dask cluster is started for nothing
-    # the Dask client first: an unreachable scheduler or a cluster that cannot start leaves no file behind
+    out = Path(args.out)
+    _check_out(out)  # these refusals read --out only, and come before a Dask cluster is started for nothing
+    names = output_names(shard)
+    rows = existing_rows(out / names["csv"], columns(problem.n_modes), args.resume, problem, args.epochs, args.dtype)
+    foreign = sorted({row["run_id"] for row in rows} - {r.run_id for r in mine})
+    if foreign:  # rows of another grid would be counted as resumed and the sweep called complete
+        raise UsageError(f"--resume: {out / names['csv']} holds {len(foreign)} runs that are not in this grid "
+                         f"(e.g. {foreign[0]}): it was written by a sweep with other --depth/--hidden/--lr/--gamma/"
+                         "--seeds/--seed-start or --shard; rerun with that grid, or choose another --out")
+    t_start = time.perf_counter()  # the sweep's total time includes starting (or reaching) a Dask cluster
+    # the Dask client before any file: an unreachable scheduler or a cluster that cannot start leaves nothing behind
     with torch_threads(args.threads), _client(args) as client:
-        return _execute(args, shard, grid, mine, problem, warnings, client)
+        return _execute(args, shard, grid, mine, problem, warnings, client, rows, t_start)
 
 
 @contextmanager
@@ -304,19 +315,14 @@ def _client(args):
         yield client
 
 
-def _execute(args, shard, grid: list[Run], mine: list[Run], problem, warnings: list[str], client) -> int:
-    """The sweep proper: --out prepared, rows resumed, chunks computed and written, the marker completed."""
+def _execute(args, shard, grid: list[Run], mine: list[Run], problem, warnings: list[str], client, rows: list[dict],
+             t_start: float) -> int:
+    """The sweep proper: --out made, the marker written, chunks computed and written, the marker completed."""
     out = Path(args.out)
     names = output_names(shard)
     header = columns(problem.n_modes)
     _prepare_out(out)
-    rows = existing_rows(out / names["csv"], header, args.resume, problem, args.epochs, args.dtype)
     done = {row["run_id"] for row in rows}
-    foreign = sorted(done - {r.run_id for r in mine})
-    if foreign:  # rows of another grid would be counted as resumed and the sweep called complete
-        raise UsageError(f"--resume: {out / names['csv']} holds {len(foreign)} runs that are not in this grid "
-                         f"(e.g. {foreign[0]}): it was written by a sweep with other --depth/--hidden/--lr/--gamma/"
-                         "--seeds/--seed-start or --shard; rerun with that grid, or choose another --out")
     pending = [r for r in mine if r.run_id not in done]
     order = {r.run_id: r.index for r in grid}
     dtype = torch.float64 if args.dtype == "float64" else torch.float32
@@ -329,7 +335,6 @@ def _execute(args, shard, grid: list[Run], mine: list[Run], problem, warnings: l
             "warnings": warnings}
     # the completion marker: "complete": false until the last row is written (a killed run leaves it so)
     write_json(out / names["json"], {**base, "complete": False, "n_rows": len(rows), "versions": package_versions()})
-    t_start = time.perf_counter()
     timing = {"train_s": 0.0, "theory_s": 0.0, "write_s": 0.0}
     n_new = 0
     if client is None:

@@ -206,6 +206,13 @@ def test_unreachable_scheduler_is_a_usage_error(tmp_path, capsys, monkeypatch):
     assert sweep(out, "--dask", "tcp://127.0.0.1:9") == 2
     assert "cannot reach the scheduler" in capsys.readouterr().err
     assert not out.exists()  # it left a folder holding only an incomplete marker
+    # what --out alone refuses is said first (before reaching, or starting, a cluster)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "sweep.csv").write_text("a,b\n1,2\n")
+    assert sweep(other, "--resume", "--dask", "tcp://127.0.0.1:9") == 2
+    err = capsys.readouterr().err
+    assert "not a complete sweep CSV" in err and "cannot reach" not in err
 
 
 def test_a_folder_with_other_files_is_refused(tmp_path, capsys):
@@ -213,12 +220,13 @@ def test_a_folder_with_other_files_is_refused(tmp_path, capsys):
     (tmp_path / "phase_diagram.png").write_bytes(b"a user's own figure")
     (tmp_path / "notes.txt").write_text("mine")
     assert sweep(tmp_path) == 2
-    assert "holds 1 entry that are not a sweep's (e.g. 'notes.txt')" in capsys.readouterr().err
+    assert "holds 1 entry that is not a sweep's (e.g. 'notes.txt')" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "phase_diagram.png"]
     assert (tmp_path / "phase_diagram.png").read_bytes() == b"a user's own figure"
     (tmp_path / "notes.txt").unlink()
     (tmp_path / "phase_diagram.png").unlink()
     (tmp_path / ".sweep.csv.abc123.tmp").write_text("a killed run's temp file")  # a sweep's: accepted
+    (tmp_path / ".DS_Store").write_text("hidden files are never written over: accepted")
     assert sweep(tmp_path, "--shard", "0/2") == 0
 
 
