@@ -227,3 +227,20 @@ def test_a_stack_of_weights_gives_each_ones_field_and_nan_only_outside_the_domai
             continue
         np.testing.assert_allclose(got[i], want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
     assert np.isnan(got[3]).all() and np.isfinite(got[:2]).all()
+
+
+def test_bdf_gives_the_same_flow_whatever_the_jacobians_stack_size(monkeypatch):
+    """The finite-difference Jacobian's columns are stacked STACK_COLUMNS at a time: any chunking gives the same
+    numbers (a wrong reshape would scramble the columns and change the flow)."""
+    import theory.modified_equation as ME
+
+    rng = np.random.default_rng(3)
+    C, R, n_h = 3, 2, 3
+    target, eta = np.diag([2.0, 1.0, 0.0])[:R], 0.05
+    Q0 = 1e-2 * rng.standard_normal((C + R, n_h))
+    h = np.linspace(0.0, 6.0, 7)
+    whole = modified_flow(Q0, target, eta, h, method="BDF")
+    monkeypatch.setattr(ME, "STACK_COLUMNS", 4)  # 15 columns in chunks of 4, 4, 4, 3
+    np.testing.assert_array_equal(modified_flow(Q0, target, eta, h, method="BDF"), whole)
+    explicit = modified_flow(Q0, target, eta, h, method="DOP853")
+    assert np.abs(whole - explicit).max() < 1e-6 * np.abs(explicit).max()

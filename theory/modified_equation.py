@@ -86,8 +86,12 @@ EXPLICIT_MAX_CALLS = 20_000
 IMPLICIT_MAX_CALLS = 120_000
 #: Largest Q (entries) that ``method='auto'`` hands to BDF: its dense Jacobian costs Q.size evaluations and an LU of
 #: Q.size² (the tutorial's 16 × 30 = 480); the 50-animal table's 130 × 30 = 3900 at ~8 ms per evaluation would
-#: cost ~30 s per Jacobian, so larger systems stay explicit (and refuse past MODIFIED_MAX_WORK).
+#: cost ~30 s per Jacobian (before the evaluations were stacked), so larger systems stay explicit (and refuse past
+#: MODIFIED_MAX_WORK).
 IMPLICIT_MAX_SIZE = 1024
+#: BDF's finite-difference Jacobian evaluates the field at Q.size points: at most this many are stacked into one
+#: evaluation (the stack's temporaries are ~16 × its size: 405 MB for all 1800 columns of an 1800-entry Q at once).
+STACK_COLUMNS = 256
 
 
 class OutsideDomain(ValueError):
@@ -99,39 +103,41 @@ def _t(A: np.ndarray) -> np.ndarray:
     return A.swapaxes(-1, -2)
 
 
-def _apply(E: np.ndarray, Z: np.ndarray, C: int) -> np.ndarray:
-    """Γ-type product [[0, Eᵀ], [E, 0]] Z without forming the (C+R)² matrix: [EᵀZ_R; EZ_C]."""
-    return np.concatenate([E.swapaxes(-1, -2) @ Z[..., C:, :], E @ Z[..., :C, :]], axis=-2)
+def _gamma(E: np.ndarray, C: int) -> np.ndarray:
+    """[[0, Eᵀ], [E, 0]] for E (…, R, C): (…, C+R, C+R)."""
+    n = C + E.shape[-2]
+    G = np.zeros(E.shape[:-2] + (n, n))
+    G[..., :C, C:] = E.swapaxes(-1, -2)
+    G[..., C:, :C] = E
+    return G
 
 
-def derivatives(Q: np.ndarray, target: np.ndarray) -> tuple[Callable, Callable, Callable, Callable]:
-    """(Γ, F′, F″, F‴) at Q as operators: X ↦ Γ(QQᵀ)X and the directional derivatives of F(Q) = Γ(QQᵀ)Q (module
-    docstring). Q may be a stack (…, C+R, N_h); the directions then broadcast against it."""
+def derivatives(Q: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, Callable, Callable, Callable]:
+    """(Γ, F′, F″, F‴) at Q: Γ(QQᵀ) and the directional derivatives of F(Q) = Γ(QQᵀ)Q (module docstring). Q may be
+    a stack (…, C+R, N_h); Γ is then a stack too and the directions broadcast against Q."""
     C = target.shape[-1]
-    E0 = target - Q[..., C:, :] @ _t(Q[..., :C, :])
+    G = _gamma(target - Q[..., C:, :] @ _t(Q[..., :C, :]), C)
 
-    def gamma(X: np.ndarray) -> np.ndarray:
-        return _apply(E0, X, C)
-
-    def e1(X: np.ndarray, Y: np.ndarray) -> np.ndarray:  # the R × C block of S(X, Y) = XYᵀ + YXᵀ
-        return X[..., C:, :] @ _t(Y[..., :C, :]) + Y[..., C:, :] @ _t(X[..., :C, :])
+    def g1(X: np.ndarray, Y: np.ndarray) -> np.ndarray:  # Γ₁(XYᵀ + YXᵀ): only its R × C block is needed
+        return _gamma(X[..., C:, :] @ Y[..., :C, :].swapaxes(-1, -2) + Y[..., C:, :] @ X[..., :C, :].swapaxes(-1, -2),
+                      C)
 
     def fp(X: np.ndarray) -> np.ndarray:
-        return gamma(X) - _apply(e1(Q, X), Q, C)
+        return G @ X - g1(Q, X) @ Q
 
     def fpp(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
-        return -(_apply(e1(X, Y), Q, C) + _apply(e1(Q, X), Y, C) + _apply(e1(Q, Y), X, C))
+        return -(g1(X, Y) @ Q + g1(Q, X) @ Y + g1(Q, Y) @ X)
 
     def fppp(X: np.ndarray, Y: np.ndarray, Z: np.ndarray) -> np.ndarray:
-        return -(_apply(e1(X, Y), Z, C) + _apply(e1(X, Z), Y, C) + _apply(e1(Y, Z), X, C))
+        return -(g1(X, Y) @ Z + g1(X, Z) @ Y + g1(Y, Z) @ X)
 
-    return gamma, fp, fpp, fppp
+    return G, fp, fpp, fppp
 
 
 def _terms(Q: np.ndarray, target: np.ndarray, order: int) -> list[np.ndarray]:
     """[F, f₁, …, f_order] at Q."""
     G, fp, fpp, fppp = derivatives(Q, target)
-    F = G(Q)
+    F = G @ Q
     out = [F]
     if order < 1:
         return out
@@ -164,15 +170,19 @@ def _terms(Q: np.ndarray, target: np.ndarray, order: int) -> list[np.ndarray]:
 
 def _tail(Q: np.ndarray, target: np.ndarray, eta: float, order: int) -> tuple[np.ndarray, np.ndarray]:
     """φ_N(Γ)Q (module docstring) and η σ_max(E) (one per Q of a stack), from the SVD of E = S̄ − M̄ (Γ's
-    eigenvalues are ±σ_i(E), 0). Where η σ_max(E) ≥ 1 (or E is not finite) the tail is 0: the caller refuses it."""
+    eigenvalues are ±σ_i(E), 0). Where η σ_max(E) ≥ 1 (inf where E is not finite) that Q's tail is not computed
+    (0, or NaN where Q itself is not finite): the caller refuses it."""
     C = target.shape[-1]
     E = target - Q[..., C:, :] @ _t(Q[..., :C, :])
     finite = np.isfinite(E).all(axis=(-2, -1))
-    U, sig, Vt = np.linalg.svd(np.where(finite[..., None, None], E, 0.0), full_matrices=False)
+    whole = bool(finite.all())
+    U, sig, Vt = np.linalg.svd(E if whole else np.where(finite[..., None, None], E, 0.0), full_matrices=False)
     x = eta * sig
-    top = np.where(finite, x.max(axis=-1, initial=0.0), np.inf)
+    top = x.max(axis=-1, initial=0.0) if whole else np.where(finite, x.max(axis=-1, initial=0.0), np.inf)
     inside = top < 1.0
-    x = np.where(inside[..., None], x, 0.0)
+    everywhere = bool(inside.all())
+    if not everywhere:
+        x = np.where(inside[..., None], x, 0.0)
     js = np.arange(1, order + 2)
     sign = (-1.0) ** (js + 1)
 
@@ -184,7 +194,8 @@ def _tail(Q: np.ndarray, target: np.ndarray, eta: float, order: int) -> tuple[np
     a, b = Vt @ Q[..., :C, :], _t(U) @ Q[..., C:, :]  # Q's parts along the right and left singular vectors of E
     top_rows = _t(Vt) @ (even[..., None] * a + odd[..., None] * b)
     bottom_rows = U @ (odd[..., None] * a + even[..., None] * b)
-    return np.concatenate([top_rows, bottom_rows], axis=-2) * inside[..., None, None], top
+    out = np.concatenate([top_rows, bottom_rows], axis=-2)
+    return (out if everywhere else out * inside[..., None, None]), top
 
 
 def modified_field(Q: np.ndarray, target: np.ndarray, eta: float, order: int = MODIFIED_ORDER,
@@ -204,9 +215,12 @@ def _field(Q: np.ndarray, target: np.ndarray, eta: float, order: int, tail: bool
     out = terms[0] + sum(eta ** n * f for n, f in enumerate(terms[1:], start=1))
     if tail:
         extra, top = _tail(Q, target, eta, order)
-        if refuse and not np.all(top < 1.0):
+        inside = top < 1.0
+        if np.all(inside):
+            return out + extra
+        if refuse:
             raise OutsideDomain(f"η·σ_max(S̄ − M̄) = {float(np.max(top)):.6g} ≥ 1")
-        out = np.where((top < 1.0)[..., None, None], out + extra, np.nan)
+        out = np.where(inside[..., None, None], out + extra, np.nan)
     return out
 
 
@@ -251,14 +265,8 @@ def _integrate(Q0: np.ndarray, target: np.ndarray, eta: float, h: np.ndarray, or
         return out, "DOP853" if method == "auto" else method
     calls, refused, limit = [0], [""], [0]
 
-    def rhs(hh: float, y: np.ndarray) -> np.ndarray:
-        """dQ/dh at one y (n·k,) or, for BDF's finite-difference Jacobian, at the m columns of y (n·k, m) in one
-        stacked evaluation (counted as m)."""
-        cols = 1 if y.ndim == 1 else y.shape[1]
-        calls[0] += cols
-        if calls[0] > limit[0]:
-            raise _TooStiff(hh)
-        Q = y.reshape(n, k) if y.ndim == 1 else np.moveaxis(y.reshape(n, k, cols), -1, 0)
+    def field(hh: float, Q: np.ndarray) -> np.ndarray:
+        """The field at one Q or a stack of them, NaN where a Q is outside the domain (noted in ``refused``)."""
         with np.errstate(over="ignore", invalid="ignore"):
             val = _field(Q, target, eta, order, tail, refuse=False)
             bad = ~np.isfinite(val).all(axis=(-2, -1))
@@ -267,10 +275,27 @@ def _integrate(Q0: np.ndarray, target: np.ndarray, eta: float, h: np.ndarray, or
                 # norm is not < 1); where the solution itself leaves the domain, the step size underflows and the
                 # call fails
                 top = float(np.max(_tail(Q, target, eta, order)[1])) if tail else 0.0
-                refused[0] = (f"at epoch {hh / eta:.6g}, η·σ_max(S̄ − M̄) = {top:.6g} ≥ 1" if not top < 1.0
+                refused[0] = (f"at epoch {hh / eta:.6g}, the weights are not finite" if not np.isfinite(Q).all()
+                              else f"at epoch {hh / eta:.6g}, η·σ_max(S̄ − M̄) = {top:.6g} ≥ 1" if not top < 1.0
                               else f"at epoch {hh / eta:.6g}, a derivative is not finite")
                 val = np.where(bad[..., None, None], np.nan, val)
-        return val.ravel() if y.ndim == 1 else np.moveaxis(val, 0, -1).reshape(n * k, cols)
+        return val
+
+    def rhs(hh: float, y: np.ndarray) -> np.ndarray:
+        """dQ/dh at one y (n·k,) or, for BDF's finite-difference Jacobian, at the m columns of y (n·k, m), stacked
+        :data:`STACK_COLUMNS` at a time (counted as m evaluations)."""
+        cols = 1 if y.ndim == 1 else y.shape[1]
+        calls[0] += cols
+        if calls[0] > limit[0]:
+            raise _TooStiff(hh)
+        if y.ndim == 1:
+            return field(hh, y.reshape(n, k)).ravel()
+        out = np.empty((n * k, cols))
+        for j in range(0, cols, STACK_COLUMNS):
+            part = y[:, j:j + STACK_COLUMNS]
+            stack = np.moveaxis(part.reshape(n, k, part.shape[1]), -1, 0)
+            out[:, j:j + STACK_COLUMNS] = np.moveaxis(field(hh, stack), 0, -1).reshape(n * k, part.shape[1])
+        return out
 
     scale = max(float(np.abs(target).max(initial=0.0)), np.finfo(float).tiny)
     # Q grows from the init's size to O(√s): resolve it relative to the smaller (a small init's escape time is set

@@ -77,7 +77,7 @@ def _rhs(Q: np.ndarray, target: np.ndarray, delta: np.ndarray, eps: np.ndarray |
     """dQ/dh and dδ/dh, then dε/dh when ``eps`` is given: the module docstring's equations (F', F'' from
     :func:`theory.modified_equation.derivatives`, the one home of the map's derivatives)."""
     G, fp, fpp, _ = derivatives(Q, target)
-    F = G(Q)
+    F = G @ Q
     FF = fp(F)
     f1 = -0.5 * FF
     out = [F, fp(delta) + f1]
