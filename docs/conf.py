@@ -3,7 +3,9 @@
 Sphinx + MyST-NB rather than mkdocs: one build executes and renders the notebooks (myst-nb), reads the API
 reference from the docstrings the code already carries (autodoc + napoleon), and typesets the equations
 (MathJax); ``-W`` turns every warning — a broken reference, a malformed docstring, a failing notebook cell —
-into a failed build, which the test suite runs.
+into a failed build, which the test suite runs. There the notebooks are executed once by the suite itself
+(``tests/notebook_run.py``, which fails on an error output) and handed to the build in ``SAXE_DOCS_NOTEBOOKS``,
+which renders them without executing them again.
 """
 from __future__ import annotations
 

@@ -29,13 +29,19 @@ for lr, g, ep, d in [(20.0, 1e-15, 10, 2), (200.0, 1.0, 241, 2), (100.0, 1e-12, 
 for spec in ["has_fins=Goldfish:1,Tuna:1", "can_fly=Robin:1,Canary:1", "is_tall=Pine:1,Oak:1"]:
     assert isinstance(own_feature(spec), Figure)
     checks += 1
-# moving a slider redraws the widget's image
-for box, name, value in [(demo1, "lr", 150.0), (demo1, "depth", 3), (rsa_demo, "i_ep", 241),
-                         (feature_demo, "spec", "has_fins=Goldfish:1,Tuna:1")]:
+# moving a slider redraws the widget's image; each control is put back afterwards, so the widget state the docs
+# page embeds (the notebook's metadata) shows the notebook's own defaults
+moved = [(demo1, "lr", 150.0), (demo1, "depth", 3), (rsa_demo, "i_ep", 241),
+         (feature_demo, "spec", "has_fins=Goldfish:1,Tuna:1")]
+defaults = [box.controls[name].value for box, name, _ in moved]
+for box, name, value in moved:
     before = box.image.value
     box.controls[name].value = value
     assert box.image.value != before and box.image.value[:4] == bytes([0x89, 0x50, 0x4E, 0x47])
     checks += 1
+for (box, name, _), value in zip(moved, defaults):
+    box.controls[name].value = value
+assert [box.controls[name].value for box, name, _ in moved] == defaults
 s = sliders
 assert (s["lr"].min, s["lr"].max, s["i_ep"].min, s["i_ep"].max) == (20.0, 200.0, 10, 241)
 assert (s["gamma"].min, s["gamma"].max, s["gamma"].base) == (-15, 1, 10)
