@@ -200,8 +200,7 @@ def _check_out(out: Path) -> None:
 
 
 def _prepare_out(out: Path) -> None:
-    """--out checked (:func:`_check_out`), made and probed for writing."""
-    _check_out(out)
+    """--out (already checked by :func:`_check_out`) made and probed for writing."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # an environment problem (exit 4), as for verify and tutorial

@@ -176,9 +176,14 @@ def _dataset(rng, n_features: int, feature=None):
     return X.astype(np.float32), Y.astype(np.float32)
 
 
+def lr_scale(n_features: int) -> float:
+    """√(N/10000): the tutorial's learning rates are scaled by it to keep their η·s (s grows like √N, η like 1/N)."""
+    return float(np.sqrt(n_features / TUTORIAL_FEATURES))
+
+
 def default_lr(n_features: int) -> float:
-    """The tutorial's lr = 100 at 10000 features, scaled by √(N/10000) (keeps η·s: s grows like √N, η like 1/N)."""
-    return LR * float(np.sqrt(n_features / TUTORIAL_FEATURES))
+    """The tutorial's lr = 100 at 10000 features, scaled to N features (:func:`lr_scale`)."""
+    return LR * lr_scale(n_features)
 
 
 def _check_lr(args) -> None:
@@ -201,8 +206,7 @@ def _check_lr(args) -> None:
         X, Y = (a.astype(np.float64) for a in _dataset(rng, args.features, feature))
         bounds[what] = float(stable_lr(X, Y, depth=args.depth, hidden=hidden).learned)
         if what == "the tree":
-            lr0, bound0 = (LR_ZERO_DEPTH * float(np.sqrt(args.features / TUTORIAL_FEATURES)),
-                           stable_lr(X, Y, depth=1).learned)
+            lr0, bound0 = LR_ZERO_DEPTH * lr_scale(args.features), stable_lr(X, Y, depth=1).learned
             if lr0 > bound0:
                 raise UsageError(f"--features {args.features}: the zero-depth net's lr {lr0:g} (the tutorial's 1000, "
                                  f"scaled to --features) is above its stable bound {bound0:.4g}: use more --features")
@@ -244,7 +248,7 @@ def _run(args, out: Path, picks: list[int], t_start: float) -> int:
     from .progress import epoch_bar, items_bar
     from .report import package_versions
 
-    scale = float(np.sqrt(F / TUTORIAL_FEATURES))
+    scale = lr_scale(F)
     lr = default_lr(F) if args.lr is None else args.lr
     lr0 = LR_ZERO_DEPTH * scale
     gamma = args.gamma

@@ -35,6 +35,7 @@ from .cli import MAX_SEED, UsageError
 from .outdir import prepared_out
 from .progress import epoch_bar, items_bar
 from .report import package_versions, write_json, write_text
+from .tutorial import default_lr
 from .verify_report import render_report, save_run_figures
 
 THEORIES = ("exact", "coupled", "discrete", "continuous")
@@ -131,8 +132,7 @@ def default_specs(args) -> list[RunSpec]:
     labels, features = saxe.generate_hsd(n_features=n_features, rng=args.seed)
     gamma = 1e-12 if args.gamma is None else args.gamma
     hidden = 30 if args.hidden is None else args.hidden
-    # the tutorial's lr = 100 at 10000 features, scaled by √(N/10000) to keep its η·s (s grows like √N, η like 1/N)
-    lr = 100.0 * math.sqrt(n_features / 10000) if args.lr is None else args.lr
+    lr = default_lr(n_features) if args.lr is None else args.lr  # the tutorial's, scaled to keep its η·s
     epochs = 250 if args.epochs is None else args.epochs
     items = saxe.ITEM_NAMES
     specs = [

@@ -107,7 +107,7 @@ def _gamma(E: np.ndarray, C: int) -> np.ndarray:
     """[[0, Eᵀ], [E, 0]] for E (…, R, C): (…, C+R, C+R)."""
     n = C + E.shape[-2]
     G = np.zeros(E.shape[:-2] + (n, n))
-    G[..., :C, C:] = E.swapaxes(-1, -2)
+    G[..., :C, C:] = _t(E)
     G[..., C:, :C] = E
     return G
 
@@ -119,8 +119,7 @@ def derivatives(Q: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, Callable
     G = _gamma(target - Q[..., C:, :] @ _t(Q[..., :C, :]), C)
 
     def g1(X: np.ndarray, Y: np.ndarray) -> np.ndarray:  # Γ₁(XYᵀ + YXᵀ): only its R × C block is needed
-        return _gamma(X[..., C:, :] @ Y[..., :C, :].swapaxes(-1, -2) + Y[..., C:, :] @ X[..., :C, :].swapaxes(-1, -2),
-                      C)
+        return _gamma(X[..., C:, :] @ _t(Y[..., :C, :]) + Y[..., C:, :] @ _t(X[..., :C, :]), C)
 
     def fp(X: np.ndarray) -> np.ndarray:
         return G @ X - g1(Q, X) @ Q
