@@ -96,7 +96,8 @@ def add_arguments(p) -> None:
     p.add_argument("--depth", type=int, help="number of weight matrices for --data (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed for data and init (default 0)")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                   help="training precision (float32 reproduces the tutorial; checks become reported-only)")
+                   help="training precision of the runs (float32 reproduces the tutorial; their checks become "
+                        "reported-only; the seed ensembles always train in float64 and stay checked)")
     p.add_argument("--engine", choices=saxe.ENGINES, default="auto", help="training engine (default auto)")
     p.add_argument("--features", type=int, help="tree features for the default runs (default 10000; --quick: 2000)")
     p.add_argument("--quick", action="store_true", help="reduced run for tests (2000 features unless --features is "

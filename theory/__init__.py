@@ -21,6 +21,7 @@ from .coupled import (
 )
 from .curvature import StableLR, balanced_best_fit, sharpness, stable_lr
 from .deep_init import DeepInitPrediction, half_learning_distribution
+from .deep_law import half_learning_exact_law
 from .divergence import divergence_fraction, divergence_lr
 from .errors import OrbitDivergenceError
 from .finite_lr import max_monotone_eta, mode_strength_finite_lr, time_to_strength_finite_lr
@@ -94,6 +95,7 @@ __all__ = [
     "hierarchy_spectrum",
     "expected_initial_mode_strength",
     "half_learning_distribution",
+    "half_learning_exact_law",
     "DeepInitPrediction",
     "initial_mode_strength",
     # coupled (small-init approximation), projected (whitened exact), observables

@@ -90,6 +90,8 @@ and −0.9% … −9.5% in the last group (the full network), i.e. (a) the slowe
 (i), is missing (+3.9% … +9.6% for modes 1–4), and (b) a mode learned after others is slowed by them more than the
 taking (5) models, most for the last member of the last group. At depth 3 both are small (+1.8% … +3.4%; −0.4% …
 −1.4%).
+:func:`theory.half_learning_exact_law` (:mod:`theory.deep_law`) gives the same distribution exact in law (the exact
+map from draws of the reduced state's initial law), at the cost of iterating every epoch.
 Narrow hidden layers (a few more directions than modes) are outside what the model captures well: on 200
 features of the tree data, 32 seeds, lr 0.2 × the stable bound, widths [12, 12] (depth 3, γ 0.01) come out
 +15% (mode 1) … −16% (mode 7) and widths [8, 8, 8] (depth 4, γ 0.1) +32% … −48%.
@@ -133,12 +135,14 @@ DEFAULT_DRAWS = 512
 
 @dataclass(frozen=True)
 class DeepInitPrediction:
-    """``samples`` (n_draws, r) predicted epochs t_k per draw (``np.inf``: never — a mode beyond W_tot's rank);
-    ``quantiles`` (len(q), r) at ``levels``; ``median`` (r,)."""
+    """``samples`` (n_draws, r) predicted epochs t_k per draw (``np.inf``: never — a mode beyond W_tot's rank — or,
+    for a learnable mode, not by epoch ``censored_after``: the slowest draws of an exact-law prediction, beyond
+    every reported quantile); ``quantiles`` (len(q), r) at ``levels``; ``median`` (r,)."""
 
     samples: np.ndarray
     levels: np.ndarray
     quantiles: np.ndarray
+    censored_after: float = np.inf
 
     @property
     def median(self) -> np.ndarray:
@@ -261,6 +265,30 @@ def _groups(s: np.ndarray) -> list[np.ndarray]:
     return out + [np.array(cur)]
 
 
+def _arguments(s, layer_sizes, gamma, eta, fraction, levels, n_draws
+               ) -> tuple[np.ndarray, list[int], float, float, np.ndarray, int]:
+    """The checked (s, sizes, γ, η, levels, n_draws) of an a priori prediction (also :mod:`theory.deep_law`'s)."""
+    s = as_float_array("s", s, ndim=1)
+    if s.size == 0 or (s <= 0).any():
+        raise ValueError(f"s must be a non-empty 1-d array of positive singular values, got {s!r}")
+    sizes = _layer_sizes(layer_sizes)
+    if len(sizes) - 1 < 2:
+        raise ValueError(f"layer_sizes must describe depth >= 2 (a hidden layer), got {sizes!r}")
+    if s.size > min(sizes[0], sizes[-1]):
+        raise ValueError(f"s has {s.size} modes but layer_sizes {sizes!r} allow at most min(N_in, N_out)")
+    gamma, eta = positive("gamma", gamma), positive("eta", eta)
+    if not 0.0 < float(fraction) < 1.0:
+        raise ValueError(f"fraction must be strictly between 0 and 1, got {fraction=}")
+    lv = as_float_array("levels", levels, ndim=1)
+    if ((lv < 0) | (lv > 1)).any():
+        raise ValueError(f"levels must lie in [0, 1], got {lv!r}")
+    a_prior = expected_initial_mode_strength(gamma, sizes)
+    if a_prior >= SMALL_INIT * s.min():
+        raise ValueError(f"gamma={gamma!r} is outside the small-init domain: the a priori strength {a_prior:.3g} "
+                         f"must be < SMALL_INIT·min(s) = {SMALL_INIT * s.min():.3g}")
+    return s, sizes, gamma, eta, lv, integer("n_draws", n_draws, minimum=1)
+
+
 def half_learning_distribution(s: ArrayLike, layer_sizes: Sequence[int], gamma: float, eta: float, *,
                                fraction: float = 0.5, levels: ArrayLike = (0.1, 0.5, 0.9),
                                n_draws: int = DEFAULT_DRAWS, seed: int = 0) -> DeepInitPrediction:
@@ -280,26 +308,7 @@ def half_learning_distribution(s: ArrayLike, layer_sizes: Sequence[int], gamma: 
     (a priori strength ≥ :data:`SMALL_INIT`·min s) or when ηs√κ ≥ 1 (the linear phase is not an escape).
     Reference: Saxe et al. arXiv:1312.6120; PNAS 116:11537 (2019).
     """
-    s = as_float_array("s", s, ndim=1)
-    if s.size == 0 or (s <= 0).any():
-        raise ValueError(f"s must be a non-empty 1-d array of positive singular values, got {s!r}")
-    sizes = _layer_sizes(layer_sizes)
-    depth = len(sizes) - 1
-    if depth < 2:
-        raise ValueError(f"layer_sizes must describe depth >= 2 (a hidden layer), got {sizes!r}")
-    if s.size > min(sizes[0], sizes[-1]):
-        raise ValueError(f"s has {s.size} modes but layer_sizes {sizes!r} allow at most min(N_in, N_out)")
-    gamma, eta = positive("gamma", gamma), positive("eta", eta)
-    if not 0.0 < float(fraction) < 1.0:
-        raise ValueError(f"fraction must be strictly between 0 and 1, got {fraction=}")
-    lv = as_float_array("levels", levels, ndim=1)
-    if ((lv < 0) | (lv > 1)).any():
-        raise ValueError(f"levels must lie in [0, 1], got {lv!r}")
-    n_draws = integer("n_draws", n_draws, minimum=1)
-    a_prior = expected_initial_mode_strength(gamma, sizes)
-    if a_prior >= SMALL_INIT * s.min():
-        raise ValueError(f"gamma={gamma!r} is outside the small-init domain: the a priori strength {a_prior:.3g} "
-                         f"must be < SMALL_INIT·min(s) = {SMALL_INIT * s.min():.3g}")
+    s, sizes, gamma, eta, lv, n_draws = _arguments(s, layer_sizes, gamma, eta, fraction, levels, n_draws)
     rng = np.random.default_rng(integer("seed", seed))
     draws = [_statistics(rng, sizes, gamma, s.size) for _ in range(n_draws)]
     samples = half_learning_from_statistics(draws, s, sizes, eta, fraction)

@@ -101,21 +101,30 @@ def product(layers):
 def descent_directions(layers, residual) -> list:
     r"""``(B_L⋯B_{l+1})ᵀ G (B_{l−1}⋯B_1)ᵀ`` for every layer l, G = ``residual`` = S̄ − M̄ Σ̄ˣˣ (minus the gradient).
 
-    Empty products are the identity and are skipped, so no identity of the right type or batch shape is built.
+    The residual is carried through the layers from its narrower side (C ≤ R: ``r_l = B_{l+1}ᵀ r_{l+1}`` from the
+    top, then ``r_l (B_{l−1}⋯B_1)ᵀ``; else from the bottom), so no product of two hidden × hidden matrices is
+    formed: O(n²·min(R, C)) per layer instead of O(n³). Empty products are the identity and are skipped, so no
+    identity of the right type or batch shape is built.
     """
     n = len(layers)
-    below = [None]  # below[l] = B_{l−1}⋯B_1 (None: identity)
-    for B in layers[:-1]:
-        below.append(B if below[-1] is None else B @ below[-1])
+    out = [None] * n
+    r = residual
+    if residual.shape[-1] <= residual.shape[-2]:
+        below = [None]  # below[l] = B_{l−1}⋯B_1 (None: identity)
+        for B in layers[:-1]:
+            below.append(B if below[-1] is None else B @ below[-1])
+        for l in range(n - 1, -1, -1):  # r = (B_L⋯B_{l+1})ᵀ G
+            out[l] = r if below[l] is None else r @ _mT(below[l])
+            if l:
+                r = _mT(layers[l]) @ r
+        return out
     above = [None] * n  # above[l] = B_L⋯B_{l+1}
-    acc = None
     for l in range(n - 1, 0, -1):
-        acc = layers[l] if acc is None else acc @ layers[l]
-        above[l - 1] = acc
-    out = []
-    for l in range(n):
-        g = residual if above[l] is None else _mT(above[l]) @ residual
-        out.append(g if below[l] is None else g @ _mT(below[l]))
+        above[l - 1] = layers[l] if above[l] is None else above[l] @ layers[l]
+    for l in range(n):  # r = G (B_{l−1}⋯B_1)ᵀ
+        out[l] = r if above[l] is None else _mT(above[l]) @ r
+        if l < n - 1:
+            r = r @ _mT(layers[l])
     return out
 
 
