@@ -106,6 +106,8 @@ def test_bad_input_is_refused_with_the_argument_named():
         half_learning_exact_law(s, sizes, 0.05, eta, n_draws=8, max_epochs=2.5)
     with pytest.raises(ValueError, match="gamma=.*small-init domain"):
         half_learning_exact_law(s, sizes, 50.0, eta)
+    with pytest.raises(ValueError, match="s must be sorted in descending order"):
+        half_learning_exact_law(s[::-1], sizes, 0.05, eta)
     with pytest.raises(ValueError, match="n_draws must be an integer >= 1"):
         half_learning_exact_law(s, sizes, 0.05, eta, n_draws=0)
 

@@ -115,6 +115,8 @@ def half_learning_exact_law(s: ArrayLike, layer_sizes: Sequence[int], gamma: flo
     :class:`theory.OrbitDivergenceError` when η makes the map diverge.
     """
     s, sizes, gamma, eta, lv, n_draws = _arguments(s, layer_sizes, gamma, eta, fraction, levels, n_draws)
+    if (np.diff(s) > 0).any():  # mode k's epoch compares W_tot's k-th largest singular value with f·s_k
+        raise ValueError(f"s must be sorted in descending order (as theory.io_svd returns it), got {s!r}")
     rng = np.random.default_rng(integer("seed", seed))
     live = min(min(sizes[1:-1]), s.size)  # W_tot's rank ≤ the narrowest hidden width
     depth = len(sizes) - 1

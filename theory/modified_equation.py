@@ -25,6 +25,11 @@ g'g''(g, g) + g'g'g'g)``, against ``Q + ηF``::
 
 with ``f₁'X = −½(F''(X, F) + F'F'X)``, ``f₁''(X, Y) = −½(F'''(X, Y, F) + F''(X, F'Y) + F''(Y, F'X) + F'F''(X, Y))``
 and ``f₂'X = −½(F''(X, f₁) + F'f₁'X) + (F'''(F, F, X) + 2F''(F'X, F) + F''(X, F'F) + F'F''(X, F) + F'F'F'X)/12``.
+F′ is linear and F″ symmetric and bilinear, so these collapse (F‴ cancels from f₃) to what is evaluated::
+
+    f₂ = ⅓ F'F'F + F''(F, F)/12,      f₃ = −¼ F'F'F'F − (F''(F'F, F) + F'F''(F, F))/12
+
+(for F(q) = λq the series of ln(1 + ηλ)/η = λ − ηλ²/2 + η²λ³/3 − η³λ⁴/4 + … has the same coefficients).
 Truncated after f_N, the time-η flow differs from the SGD step by O(η^{N+2}) (tested: N = 3 gives η⁵).
 
 **The linear tail, summed.** The series is asymptotic, and at the learning rates people use (η s₁ = 0.39 for the
@@ -68,13 +73,13 @@ MODIFIED_ORDER = 3
 #: Relative tolerance of the integration: far below the O(η⁴) the truncation leaves (≥ 1e-9 of s₁ wherever the
 #: correction matters) and far above DOP853's rounding floor.
 MODIFIED_RTOL = 1e-10
-#: Most field evaluations an explicit (DOP853) integration may take (~1 ms each on the tutorial: ≲ 1 min). The ODE is
+#: Most field evaluations an explicit (DOP853) integration may take (0.42 ms each on the tutorial: ≲ 30 s). The ODE is
 #: stiff where a lazy init's fast directions meet a long run, or where 1 − ησ_max(E) approaches 0.
 MODIFIED_MAX_CALLS = 60_000
 #: ... and at most this many evaluations × entries of Q, as the field's cost grows with Q.size: 20833 evaluations for
-#: the tutorial's 16 × 30 = 480 (its runs take ~2.5e3), 2564 for the 50-animal table's 130 × 30 = 3900 (~8 ms each),
-#: whose bottleneck run in `saxe verify` is stiff and is refused: after 7692 evaluations (60.5 s) at 3e7, after 2564
-#: (20.6 s; the whole verify 37.5 s) at 1e7; the former limit of 6e4 evaluations meant ~8 min at that rate.
+#: the tutorial's 16 × 30 = 480 (its runs take ~2.5e3), 2564 for the 50-animal table's 130 × 30 = 3900 (1.8 ms each),
+#: whose bottleneck run in `saxe verify` is stiff and is refused after those 2564 (the former limit of 6e4
+#: evaluations meant minutes there).
 MODIFIED_MAX_WORK = 10_000_000
 #: Evaluations the explicit integrator is given before ``method='auto'`` hands a small system to the implicit BDF:
 #: a small init's escape and learning take ~2.5e3 on the tutorial at lr = 100, a lazy init's stiff fast directions
@@ -85,9 +90,9 @@ EXPLICIT_MAX_CALLS = 20_000
 #: one at lr 1.04.
 IMPLICIT_MAX_CALLS = 120_000
 #: Largest Q (entries) that ``method='auto'`` hands to BDF: its dense Jacobian costs Q.size evaluations and an LU of
-#: Q.size² (the tutorial's 16 × 30 = 480); the 50-animal table's 130 × 30 = 3900 at ~8 ms per evaluation would
-#: cost ~30 s per Jacobian (before the evaluations were stacked), so larger systems stay explicit (and refuse past
-#: MODIFIED_MAX_WORK).
+#: Q.size² (the tutorial's 16 × 30 = 480); the 50-animal table's 130 × 30 = 3900 would cost 3900 evaluations
+#: (7 s one at a time at 1.8 ms) and an LU of a 3900 × 3900 matrix per Jacobian, so larger systems stay explicit
+#: (and refuse past MODIFIED_MAX_WORK).
 IMPLICIT_MAX_SIZE = 1024
 #: BDF's finite-difference Jacobian evaluates the field at Q.size points: at most this many are stacked into one
 #: evaluation (the stack's temporaries are ~16 × its size: 405 MB for all 1800 columns of an 1800-entry Q at once).
@@ -134,36 +139,22 @@ def derivatives(Q: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, Callable
 
 
 def _terms(Q: np.ndarray, target: np.ndarray, order: int) -> list[np.ndarray]:
-    """[F, f₁, …, f_order] at Q."""
-    G, fp, fpp, fppp = derivatives(Q, target)
+    """[F, f₁, …, f_order] at Q, in the collapsed forms of the module docstring (f₂ = ⅓F'F'F + F''(F, F)/12,
+    f₃ = −¼F'F'F'F − (F''(F'F, F) + F'F''(F, F))/12): four F′ and two F″ evaluations in all."""
+    G, fp, fpp, _ = derivatives(Q, target)
     F = G @ Q
     out = [F]
     if order < 1:
         return out
     FF = fp(F)
-    f1 = -0.5 * FF
-    out.append(f1)
+    out.append(-0.5 * FF)
     if order < 2:
         return out
     FFF, Fpp_FF = fp(FF), fpp(F, F)
-    f2 = -0.5 * fp(f1) + (Fpp_FF + FFF) / 12.0
-    out.append(f2)
+    out.append(FFF / 3.0 + Fpp_FF / 12.0)
     if order < 3:
         return out
-
-    def f1p(X: np.ndarray) -> np.ndarray:
-        return -0.5 * (fpp(X, F) + fp(fp(X)))
-
-    def f1pp(X: np.ndarray, Y: np.ndarray) -> np.ndarray:
-        return -0.5 * (fppp(X, Y, F) + fpp(X, fp(Y)) + fpp(Y, fp(X)) + fp(fpp(X, Y)))
-
-    FppF_FF = fpp(FF, F)  # F''(F'F, F) = F''(F, F'F): F'' is symmetric
-    f1p_F = f1p(F)
-    f2p_F = -0.5 * (fpp(F, f1) + fp(f1p_F)) + (fppp(F, F, F) + 3.0 * FppF_FF + fp(Fpp_FF) + fp(FFF)) / 12.0
-    t2 = 0.5 * (fp(f2) + f1p(f1) + f2p_F)
-    t3 = (f1pp(F, F) + 2.0 * fpp(f1, F) + f1p(FF) + fp(f1p_F) + fp(fp(f1))) / 6.0
-    t4 = (fppp(F, F, F) + 3.0 * FppF_FF + fp(Fpp_FF) + fp(FFF)) / 24.0
-    out.append(-(t2 + t3 + t4))
+    out.append(-(fpp(FF, F) + fp(Fpp_FF)) / 12.0 - fp(FFF) / 4.0)
     return out
 
 
