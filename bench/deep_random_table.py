@@ -10,10 +10,11 @@ Measured: the exact theory state from each seed's actual weights (``theory.state
 iterated together with ``theory.state.sgd_step``), which equals float64 SGD to ~1e-11; the k-th largest singular
 value of W_tot against s_k/2, first epoch reached. ``--check-train N`` confirms N seeds (depth 3, first a₀)
 against real float64 training with ``saxe.train(engine='autograd')``. Predicted: ``theory.deep_init.
-half_learning_distribution`` (no weights). Old: the balanced discrete map from the a priori a₀
+half_learning_distribution`` (no weights), and exact in law ``theory.half_learning_exact_law``. Old: the balanced
+discrete map from the a priori a₀
 (``theory.predictor(..., theory='scalar', a0=a₀)``).
 
-    python bench/deep_random_table.py [--seeds 32] [--draws 512] [--a0 1e-4 1e-6] [--check-train 2] [--decompose]
+    python bench/deep_random_table.py [--seeds 32] [--draws 512] [--law-draws 128] [--a0 1e-4 1e-6] [--check-train 2] [--decompose]
 """
 from __future__ import annotations
 
@@ -96,6 +97,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=32)
     p.add_argument("--draws", type=int, default=512)
+    p.add_argument("--law-draws", type=int, default=128, help="draws of theory.half_learning_exact_law")
     p.add_argument("--a0", type=float, nargs="+", default=[1e-4, 1e-6])
     p.add_argument("--depths", type=int, nargs="+", default=[3, 4])
     p.add_argument("--check-train", type=int, default=2, help="seeds checked against saxe.train (0: none)")
@@ -106,8 +108,8 @@ def main() -> None:
     _, s, _ = theory.io_svd(X, Y)
     P, n_out = Y.shape
     print("| depth | a₀ (γ) | mode (s) | measured median | predicted median | rel. error | measured 10–90% "
-          "| predicted 10–90% | old a priori |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| predicted 10–90% | exact law median | rel. error | old a priori |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     checks = []
     for depth in args.depths:
         for a0 in args.a0:
@@ -118,14 +120,17 @@ def main() -> None:
             t1 = time.perf_counter()
             pred = half_learning_distribution(s, sizes, gamma, eta, fraction=FRACTION, n_draws=args.draws)
             t2 = time.perf_counter()
+            law = theory.half_learning_exact_law(s, sizes, gamma, eta, fraction=FRACTION, n_draws=args.law_draws)
+            t3 = time.perf_counter()
             old = theory.predictor(X, Y, lr, theory="scalar", depth=depth, a0=a0).time_to_learn(FRACTION)
             mq = np.quantile(T, [0.1, 0.5, 0.9], axis=0)
             for k in range(s.size):
                 print(f"| {depth} | {a0:g} ({gamma:.4g}) | {k + 1} ({s[k]:.2f}) | {mq[1, k]:g} | {pred.median[k]:g} "
                       f"| {pred.median[k] / mq[1, k] - 1:+.3f} | {mq[0, k]:g}–{mq[2, k]:g} "
-                      f"| {pred.quantiles[0, k]:g}–{pred.quantiles[-1, k]:g} | {old[k]:g} |")
+                      f"| {pred.quantiles[0, k]:g}–{pred.quantiles[-1, k]:g} | {law.median[k]:g} "
+                      f"| {law.median[k] / mq[1, k] - 1:+.3f} | {old[k]:g} |")
             print(f"<!-- depth {depth}, a0 {a0:g}: lr {lr:.5g}, η {eta:.4g}; measured {t1 - t0:.1f} s, "
-                  f"predicted {t2 - t1:.1f} s -->")
+                  f"predicted {t2 - t1:.1f} s, exact law {t3 - t2:.1f} s -->")
             if args.decompose:
                 decompose(X, Y, s, sizes, lr, gamma, range(args.seeds), T)
             if depth == args.depths[0] and a0 == args.a0[0]:

@@ -244,3 +244,32 @@ def test_bdf_gives_the_same_flow_whatever_the_jacobians_stack_size(monkeypatch):
     np.testing.assert_array_equal(modified_flow(Q0, target, eta, h, method="BDF"), whole)
     explicit = modified_flow(Q0, target, eta, h, method="DOP853")
     assert np.abs(whole - explicit).max() < 1e-6 * np.abs(explicit).max()
+
+
+@settings(max_examples=20)
+@given(seed=st.integers(0, 2**20), C=st.integers(1, 4), R=st.integers(1, 5), n_h=st.integers(1, 4))
+def test_collapsed_terms_equal_the_backward_error_analysis_forms(seed, C, R, n_h):
+    """f₂, f₃ as evaluated (F' linear, F'' symmetric bilinear, F''' cancelled) equal the module docstring's matching
+    of powers of η, written out here term by term with F', F'', F''' (theory.modified_equation.derivatives)."""
+    from theory.modified_equation import _terms, derivatives
+
+    rng = np.random.default_rng(seed)
+    Q, target = rng.normal(size=(C + R, n_h)), rng.normal(size=(R, C))
+    G, fp, fpp, fppp = derivatives(Q, target)
+    F = G @ Q
+    f1 = -0.5 * fp(F)
+    f2 = -0.5 * fp(f1) + (fpp(F, F) + fp(fp(F))) / 12.0
+
+    def f1p(X):
+        return -0.5 * (fpp(X, F) + fp(fp(X)))
+
+    def f1pp(X, Y):
+        return -0.5 * (fppp(X, Y, F) + fpp(X, fp(Y)) + fpp(Y, fp(X)) + fp(fpp(X, Y)))
+
+    f2p_F = -0.5 * (fpp(F, f1) + fp(f1p(F))) + (fppp(F, F, F) + 2 * fpp(fp(F), F) + fpp(F, fp(F)) + fp(fpp(F, F))
+                                                 + fp(fp(fp(F)))) / 12.0
+    f3 = (-0.5 * (fp(f2) + f1p(f1) + f2p_F)
+          - (f1pp(F, F) + 2 * fpp(f1, F) + f1p(fp(F)) + fp(f1p(F)) + fp(fp(f1))) / 6.0
+          - (fppp(F, F, F) + 3 * fpp(fp(F), F) + fp(fpp(F, F)) + fp(fp(fp(F)))) / 24.0)
+    for want, got in zip((F, f1, f2, f3), _terms(Q, target, 3)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max(initial=1.0))

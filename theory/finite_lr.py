@@ -126,13 +126,14 @@ def _middle2(x: np.ndarray, h: np.ndarray) -> np.ndarray:
     return total
 
 
-def _abel2(psi: np.ndarray, psi0: np.ndarray, h: np.ndarray, order: int) -> np.ndarray:
-    """T(x) − T(x₀) at depth 2, x = e^{2ψ}."""
+def _abel2(psi: np.ndarray, psi0: np.ndarray, h: np.ndarray, order: int, mid0: np.ndarray | None = None
+           ) -> np.ndarray:
+    """T(x) − T(x₀) at depth 2, x = e^{2ψ}; ``mid0`` R₁(x₀) when already known (:func:`_start_term`)."""
     lam0, lam1 = _rates(h, 2)
     with np.errstate(divide="ignore"):
         out = 2.0 * (psi - psi0) / lam0 - (np.log(-np.expm1(2 * psi)) - np.log(-np.expm1(2 * psi0))) / lam1
     if order >= 1:
-        out += _middle2(np.exp(2 * psi), h) - _middle2(np.exp(2 * psi0), h)
+        out += _middle2(np.exp(2 * psi), h) - (_middle2(np.exp(2 * psi0), h) if mid0 is None else mid0)
     return out
 
 
@@ -187,20 +188,29 @@ def _middle_coeffs(h: np.ndarray, depth: int) -> np.ndarray:
 
 
 def _abel_deep(psi: np.ndarray, psi0: np.ndarray, h: np.ndarray, depth: int, order: int,
-               coef: np.ndarray | None) -> np.ndarray:
-    """T(w) − T(w₀) at depth L ≥ 3, w = e^ψ; the power part as a difference (no cancellation for tiny w₀)."""
+               coef: np.ndarray | None, mid0: np.ndarray | None = None) -> np.ndarray:
+    """T(w) − T(w₀) at depth L ≥ 3, w = e^ψ; the power part as a difference (no cancellation for tiny w₀);
+    ``mid0`` the middle correction's value at w₀ when already known (:func:`_start_term`)."""
     _, lam1 = _rates(h, depth)
     with np.errstate(divide="ignore", invalid="ignore"):
         flow = (_power_part(psi, psi0, depth) + _freg(psi, depth) - _freg(psi0, depth)) / h
         ends = 0.5 * (depth - 1) * (psi - psi0) - (np.log(-np.expm1(psi)) - np.log(-np.expm1(psi0))) / lam1
     out = flow + ends
     if order >= 1 and coef is not None:
-        w, w0 = np.exp(psi), np.exp(psi0)
+        w = np.exp(psi)
+        if mid0 is None:
+            mid0 = _deep_middle(psi0, h, depth, coef)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            mid = (cheb.chebval(2 * w - 1, coef, tensor=False) - 0.5 * _defect_deep(w, h, depth)
-                   - cheb.chebval(2 * w0 - 1, coef, tensor=False) + 0.5 * _defect_deep(w0, h, depth))
+            mid = cheb.chebval(2 * w - 1, coef, tensor=False) - 0.5 * _defect_deep(w, h, depth) - mid0
         out = out + np.where(psi == psi0, 0.0, mid)
     return out
+
+
+def _deep_middle(psi: np.ndarray, h: np.ndarray, depth: int, coef: np.ndarray) -> np.ndarray:
+    """R₁(w) − E(w)/2 at w = e^ψ (depth L ≥ 3), from the Chebyshev coefficients of R₁."""
+    w = np.exp(psi)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return cheb.chebval(2 * w - 1, coef, tensor=False) - 0.5 * _defect_deep(w, h, depth)
 
 
 # ------------------------------------------------------------------------------------------------ public
@@ -227,10 +237,20 @@ def _prepare(s, a0, eta, depth, order) -> tuple[np.ndarray, np.ndarray, float, i
     return s, a0, eta, depth, h
 
 
-def _elapsed(psi, psi0, h, depth, order, coef) -> np.ndarray:
+def _elapsed(psi, psi0, h, depth, order, coef, mid0=None) -> np.ndarray:
     if depth == 2:
-        return _abel2(psi, psi0, h, order)
-    return _abel_deep(psi, psi0, h, depth, order, coef)
+        return _abel2(psi, psi0, h, order, mid0)
+    return _abel_deep(psi, psi0, h, depth, order, coef, mid0)
+
+
+def _start_term(psi0, h, depth, order, coef) -> np.ndarray | None:
+    """The middle correction's value at the start w₀, which every step of an inversion by bisection would
+    otherwise recompute (half of its cost); None at order 0."""
+    if order < 1:
+        return None
+    if depth == 2:
+        return _middle2(np.exp(2 * psi0), h)
+    return None if coef is None else _deep_middle(psi0, h, depth, coef)
 
 
 def _coefficients(h: np.ndarray, depth: int, order: int) -> np.ndarray | None:
@@ -306,11 +326,13 @@ def mode_strength_finite_lr(t: ArrayLike, s: ArrayLike, a0: ArrayLike, eta: floa
         T, sv, hv = t[todo], s[todo], h[todo]
         psi0 = np.log(a0[todo] / sv) / depth
         coef = _coefficients(hv, depth, order)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mid0 = _start_term(psi0, hv, depth, order, coef)
         lo, hi = np.zeros_like(T), np.ones_like(T)
         for _ in range(_BISECTION_STEPS):
             mid = 0.5 * (lo + hi)
             with np.errstate(invalid="ignore", divide="ignore"):
-                early = (mid < 1.0) & (_elapsed((1.0 - mid) * psi0, psi0, hv, depth, order, coef) < T)
+                early = (mid < 1.0) & (_elapsed((1.0 - mid) * psi0, psi0, hv, depth, order, coef, mid0) < T)
             lo, hi = np.where(early, mid, lo), np.where(early, hi, mid)
         out[todo] = sv * np.exp(depth * (1.0 - 0.5 * (lo + hi)) * psi0)
     return np.where(t == 0, a0, out)
