@@ -331,7 +331,9 @@ def _run(args, specs: list[RunSpec], out: Path) -> int:
     failed = [c["name"] for c in all_checks if c["passed"] is False]
     result = {"checks": all_checks, "runs": runs, "ensembles": ensembles, "passed": not failed, "failed": failed,
               "tolerance_model": {
-                  "rule": "an exact theory passes on a quantity when its error <= max(safety x floor, absolute)",
+                  "rule": "an exact theory passes on a quantity when its error <= max(safety x floor, absolute); "
+                          "the seed ensembles' exact law when max over modes of |z| <= 4 (z: difference of the "
+                          "medians over its sampling standard error)",
                   "safety": C.FLOOR_SAFETY, "absolute": C.EXACT_ABS_TOL,
                   "floor": "the same metric between the run's training and a twin training by the other engine",
                   "modes_normalisation": "|a_pred - a_meas| / s_max (rounding is relative to the largest weights)",

@@ -93,12 +93,37 @@ def test_modes_beyond_the_narrowest_width_never_learn_and_same_seed_same_numbers
     np.testing.assert_array_equal(full.samples[np.isfinite(a.samples)], a.samples[np.isfinite(a.samples)])
 
 
+def test_samples_are_each_draw_iterated_by_the_exact_map_and_read_as_measured_epochs_are():
+    """Row k = after k updates, and the crossing rule of measured runs: each draw's epochs equal those of its own
+    reduced layers iterated one by one with theory.state.iterate and read by experiments.metrics."""
+    from experiments.metrics import half_learning_epochs
+    from theory.state import iterate
+
+    s, sizes, gamma = np.array([5.0, 3.0, 2.9]), [4, 6, 6, 30], 0.05
+    eta = 0.3 / (3 * 5.0 ** (4 / 3))
+    law = half_learning_exact_law(s, sizes, gamma, eta, n_draws=6, seed=11, levels=(0.5, 1.0))
+    layers, target = reduced_initial_law(np.random.default_rng(11), 6, s, sizes, gamma)
+    n = int(law.samples.max()) + 1
+    for d in range(6):
+        prods, _ = iterate(n, [B[d] for B in layers], target, eta)
+        curves = np.linalg.svd(prods, compute_uv=False)[:, : s.size]
+        np.testing.assert_array_equal(law.samples[d], half_learning_epochs(curves, s))
+
+
+def test_narrow_hidden_layers_run_with_the_default_cap():
+    """Where the balanced a priori epoch is far too early (a hidden layer barely wider than the modes), the default
+    cap still lets every asked quantile finish."""
+    s = np.array([5.0, 3.9, 3.2, 2.5, 2.0, 1.9, 1.8, 1.7])
+    law = half_learning_exact_law(s, [8, 9, 9, 200], 0.03, 0.3 / (3 * 5.0 ** (4 / 3)), n_draws=16)
+    assert np.isfinite(law.quantiles).all()
+
+
 def test_bad_input_is_refused_with_the_argument_named():
     s, sizes = np.array([5.0, 3.0]), [2, 6, 6, 20]
     eta = 0.3 / (3 * 5.0 ** (4 / 3))
     with pytest.raises(ValueError, match=r"max_epochs=5 is too short.*mode 1: 8, mode 2: 8 of 8; at most 0 may be left"):
         half_learning_exact_law(s, sizes, 0.05, eta, n_draws=8, max_epochs=5)
-    with pytest.raises(ValueError, match=f"exceeds MAX_EPOCHS = {MAX_EPOCHS}.*half_learning_distribution"):
+    with pytest.raises(ValueError, match=f"exceeds the default cap MAX_EPOCHS = {MAX_EPOCHS}.*half_learning_distr"):
         half_learning_exact_law(s, sizes, 1e-6, eta, n_draws=8)  # a plateau of ~1e7 epochs
     with pytest.raises(OrbitDivergenceError, match="eta="):
         half_learning_exact_law(s, sizes, 0.05, 40 * eta, n_draws=8, max_epochs=2000)

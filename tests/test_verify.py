@@ -261,3 +261,20 @@ def test_realistic_animals_table_passes(tmp_path, hidden):
     out = tmp_path / "animals"
     extra = [] if hidden is None else ["--hidden", hidden]
     assert main(["verify", "--data", str(data), "--out", str(out), "--quiet", *extra]) == 0
+
+
+def test_the_ensemble_z_check_fails_and_names_modes_whose_z_is_undefined():
+    """The exact law's check never passes on a z it could not compute, and its words come from the numbers."""
+    from experiments import verify_ensemble as VE
+
+    z, passed, words = VE._z_summary([0.5, float("nan"), -1.0])
+    assert z == 1.0 and not passed and "z undefined for mode(s) 2" in words and "FAIL" in words
+    z, passed, words = VE._z_summary([float("nan")] * 3)
+    assert np.isnan(z) and not passed and "mode(s) 1, 2, 3" in words
+    z, passed, words = VE._z_summary([0.3, -4.5])
+    assert z == 4.5 and not passed and "(mode 2)" in words
+    assert VE._z_summary([0.3, -3.9]) == (3.9, True, "within sampling (max |z| = 3.90 ≤ 4)")
+    # eight seeds sharing their quartiles: the standard error is floored at one epoch's resolution, not 0
+    se = VE._median_se(np.full((8, 2), 100.0))
+    np.testing.assert_allclose(se, 1 / np.sqrt(8))
+    assert np.isnan(VE._median_se(np.array([[1.0], [np.inf], [np.inf], [np.inf]]))[0])

@@ -29,7 +29,8 @@ with D = ``n_draws``). **Cost:** the map's arithmetic, D draws × epochs; the lo
 crossed every learnable mode, except a few slowest draws beyond every asked quantile (which then stay
 unfollowed, ``censored_after``). Small inits whose plateaus last ~1e5 epochs and more are out of reach here; for
 them :func:`theory.half_learning_distribution` (the reduced dynamics model, cheap at any plateau length, with its
-measured gap) is the tool, and this function refuses a cap above :data:`MAX_EPOCHS` unless asked explicitly.
+measured gap) is the tool: by default this function iterates at most :data:`MAX_EPOCHS` epochs and refuses up
+front where the balanced a priori plateau alone is longer (pass ``max_epochs`` to go further).
 
 Glossary: s (r,) singular values of Σʸˣ (descending); layer_sizes [N_in, n_1, …, n_{L−1}, N_out]; L depth ≥ 2;
 γ init scale; σ_l per-layer std; η per-epoch rate (η = 2·lr/(P·N_out)), τ = 1/η epochs; f = ``fraction``; D
@@ -52,20 +53,19 @@ from .init import expected_initial_mode_strength, layer_sigmas
 from .stability import time_to_learn
 from .state import escape_bound, orbit_diverged, sgd_step
 
-__all__ = ["half_learning_exact_law", "reduced_initial_law", "MAX_EPOCHS", "EPOCHS_OVER_BALANCED",
+__all__ = ["half_learning_exact_law", "reduced_initial_law", "MAX_EPOCHS",
            "DEFAULT_LAW_DRAWS"]
 
 #: Default draws: the median's relative standard error ≈ 1.25·(spread ≈ 10 %)/√256 ≈ 0.8 %, well below the
 #: ≈ 2.2 % of a 32-seed measured median it is compared with.
 DEFAULT_LAW_DRAWS = 256
-#: Default cap on the epochs iterated: this many times the balanced a priori epoch of the slowest learnable mode
-#: (gradient flow's closed form :func:`theory.time_to_learn` from :func:`theory.expected_initial_mode_strength`),
-#: which on the tutorial's tree at depth 3 and 4 is 1.2–2.3× *later* than the measured medians. The loop stops
-#: once the asked quantiles are fixed, so the cap only bounds a runaway, and decides when the default is refused
-#: (:data:`MAX_EPOCHS`): at 10× the depth-4 tutorial ensemble at a₀ = 1e-6 (~2e4 epochs) was refused.
-EPOCHS_OVER_BALANCED = 4.0
-#: Largest default cap (epochs): beyond it the loop costs minutes; pass ``max_epochs`` to go further, or use the
-#: model :func:`theory.half_learning_distribution`.
+#: Default cap on the epochs iterated (the loop stops as soon as the asked quantiles are fixed, so the cap only
+#: bounds a runaway: at the ≈ 34 µs per draw and epoch measured on the depth-4 tutorial net, 2e5 epochs of 256
+#: draws would take ~30 min). The default is refused up
+#: front where the balanced a priori epoch of the slowest learnable mode (gradient flow's closed form
+#: :func:`theory.time_to_learn` from :func:`theory.expected_initial_mode_strength`: 1.2–2.3× *later* than the
+#: measured medians on the tutorial's tree at depth 3 and 4, but far earlier than them for narrow hidden layers)
+#: already exceeds it.
 MAX_EPOCHS = 200_000
 
 
@@ -108,8 +108,8 @@ def half_learning_exact_law(s: ArrayLike, layer_sizes: Sequence[int], gamma: flo
     in law (module docstring): D draws of the reduced state's initial law, each iterated with the exact SGD map.
 
     Arguments as :func:`theory.half_learning_distribution` (whitened inputs, the tutorial's init rule, depth ≥ 2,
-    small init); ``max_epochs`` caps the epochs iterated (default: :data:`EPOCHS_OVER_BALANCED` × the balanced a
-    priori epoch of the slowest learnable mode, refused above :data:`MAX_EPOCHS`). Returns
+    small init); ``max_epochs`` caps the epochs iterated (default :data:`MAX_EPOCHS`, refused up front where the
+    balanced a priori epoch of the slowest learnable mode already exceeds it). Returns
     :class:`theory.DeepInitPrediction` (epochs; ``np.inf`` only for modes beyond the narrowest hidden width, which
     W_tot's rank never lets learn, or for the few slowest draws, beyond every asked quantile, once those quantiles
     are fixed: ``censored_after`` says from which epoch). Raises ``ValueError`` when too many draws have not learned
@@ -122,15 +122,16 @@ def half_learning_exact_law(s: ArrayLike, layer_sizes: Sequence[int], gamma: flo
     rng = np.random.default_rng(integer("seed", seed))
     live = min(min(sizes[1:-1]), s.size)  # W_tot's rank ≤ the narrowest hidden width
     depth = len(sizes) - 1
-    if max_epochs is None:
+    default = max_epochs is None
+    if default:
         balanced = time_to_learn(fraction, s[:live], expected_initial_mode_strength(gamma, sizes), tau=1.0 / eta,
                                  depth=depth)  # the closed form: instant even for a plateau of 1e9 epochs
-        cap = EPOCHS_OVER_BALANCED * float(np.max(balanced))
-        if not cap <= MAX_EPOCHS:
-            raise ValueError(f"the default cap of {cap:.3g} epochs ({EPOCHS_OVER_BALANCED:g} × the balanced a priori "
-                             f"epoch) exceeds MAX_EPOCHS = {MAX_EPOCHS}: pass max_epochs explicitly, or use the "
-                             "model theory.half_learning_distribution, which is cheap at any plateau length")
-        max_epochs = int(np.ceil(cap))
+        if not float(np.max(balanced)) <= MAX_EPOCHS:
+            raise ValueError(f"the balanced a priori epoch {float(np.max(balanced)):.3g} of the slowest learnable mode "
+                             f"already exceeds the default cap MAX_EPOCHS = {MAX_EPOCHS}: pass max_epochs explicitly, "
+                             "or use the model theory.half_learning_distribution, which is cheap at any plateau "
+                             "length")
+        max_epochs = MAX_EPOCHS
     max_epochs = integer("max_epochs", max_epochs, minimum=1)
     layers, target = reduced_initial_law(rng, n_draws, s, sizes, gamma)
     out = np.full((n_draws, s.size), np.inf)
@@ -162,7 +163,8 @@ def half_learning_exact_law(s: ArrayLike, layer_sizes: Sequence[int], gamma: flo
     left = todo.sum(axis=0)
     if (left > spare).any():
         per_mode = ", ".join(f"mode {j + 1}: {int(c)}" for j, c in enumerate(left) if c > spare)
-        raise ValueError(f"max_epochs={max_epochs} is too short: too many draws had not reached {fraction:g}·s_k by "
-                         f"then for the quantiles asked ({per_mode} of {n_draws}; at most {spare} may be left); "
-                         "raise max_epochs")
+        cap = f"the default cap MAX_EPOCHS = {max_epochs}" if default else f"max_epochs={max_epochs}"
+        raise ValueError(f"{cap} is too short: too many draws had not reached {fraction:g}·s_k by then for the "
+                         f"quantiles asked ({per_mode} of {n_draws}; at most {spare} may be left); pass a larger "
+                         "max_epochs")
     return DeepInitPrediction(out, lv, _quantile(out, lv), censored_after=float(k) if todo.any() else np.inf)

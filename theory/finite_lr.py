@@ -188,7 +188,7 @@ def _middle_coeffs(h: np.ndarray, depth: int) -> np.ndarray:
 
 
 def _abel_deep(psi: np.ndarray, psi0: np.ndarray, h: np.ndarray, depth: int, order: int,
-               coef: np.ndarray | None, mid0: np.ndarray | None = None) -> np.ndarray:
+               coef: np.ndarray | None, mid0: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """T(w) − T(w₀) at depth L ≥ 3, w = e^ψ; the power part as a difference (no cancellation for tiny w₀);
     ``mid0`` the middle correction's value at w₀ when already known (:func:`_start_term`)."""
     _, lam1 = _rates(h, depth)
@@ -198,19 +198,19 @@ def _abel_deep(psi: np.ndarray, psi0: np.ndarray, h: np.ndarray, depth: int, ord
     out = flow + ends
     if order >= 1 and coef is not None:
         w = np.exp(psi)
-        if mid0 is None:
-            mid0 = _deep_middle(psi0, h, depth, coef)
+        r0, half_e0 = _deep_middle(psi0, h, depth, coef) if mid0 is None else mid0
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            mid = cheb.chebval(2 * w - 1, coef, tensor=False) - 0.5 * _defect_deep(w, h, depth) - mid0
+            mid = cheb.chebval(2 * w - 1, coef, tensor=False) - 0.5 * _defect_deep(w, h, depth) - r0 + half_e0
         out = out + np.where(psi == psi0, 0.0, mid)
     return out
 
 
-def _deep_middle(psi: np.ndarray, h: np.ndarray, depth: int, coef: np.ndarray) -> np.ndarray:
-    """R₁(w) − E(w)/2 at w = e^ψ (depth L ≥ 3), from the Chebyshev coefficients of R₁."""
+def _deep_middle(psi: np.ndarray, h: np.ndarray, depth: int, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(R₁(w), E(w)/2) at w = e^ψ (depth L ≥ 3), from the Chebyshev coefficients of R₁ (kept apart so that the
+    difference is summed in the same order whether or not they were precomputed)."""
     w = np.exp(psi)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        return cheb.chebval(2 * w - 1, coef, tensor=False) - 0.5 * _defect_deep(w, h, depth)
+        return cheb.chebval(2 * w - 1, coef, tensor=False), 0.5 * _defect_deep(w, h, depth)
 
 
 # ------------------------------------------------------------------------------------------------ public
@@ -243,7 +243,7 @@ def _elapsed(psi, psi0, h, depth, order, coef, mid0=None) -> np.ndarray:
     return _abel_deep(psi, psi0, h, depth, order, coef, mid0)
 
 
-def _start_term(psi0, h, depth, order, coef) -> np.ndarray | None:
+def _start_term(psi0, h, depth, order, coef):
     """The middle correction's value at the start w₀, which every step of an inversion by bisection would
     otherwise recompute (half of its cost); None at order 0."""
     if order < 1:
