@@ -110,6 +110,17 @@ def test_samples_are_each_draw_iterated_by_the_exact_map_and_read_as_measured_ep
         np.testing.assert_array_equal(law.samples[d], half_learning_epochs(curves, s))
 
 
+def test_asking_for_the_leading_modes_only_keeps_their_epochs_and_stops_sooner():
+    s, sizes, gamma = np.array([5.0, 3.0, 1.0, 0.4]), [4, 6, 6, 30], 0.05
+    eta = 0.3 / (3 * 5.0 ** (4 / 3))
+    full = half_learning_exact_law(s, sizes, gamma, eta, n_draws=8, seed=2, levels=(0.5, 1.0))
+    two = half_learning_exact_law(s, sizes, gamma, eta, n_draws=8, seed=2, levels=(0.5, 1.0), modes=2)
+    np.testing.assert_array_equal(two.samples, full.samples[:, :2])  # the same dynamics: all of s is the target
+    assert two.samples.max() < 0.5 * full.samples[:, 3].min()
+    with pytest.raises(ValueError, match="modes must be at most the 4 singular values given"):
+        half_learning_exact_law(s, sizes, gamma, eta, modes=5)
+
+
 def test_narrow_hidden_layers_run_with_the_default_cap():
     """Where the balanced a priori epoch is far too early (a hidden layer barely wider than the modes), the default
     cap still lets every asked quantile finish."""

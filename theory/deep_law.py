@@ -103,13 +103,16 @@ def _gram_factor(rng: np.random.Generator, n_draws: int, dof: int, n: int, sigma
 def half_learning_exact_law(s: ArrayLike, layer_sizes: Sequence[int], gamma: float, eta: float, *,
                             fraction: float = 0.5, levels: ArrayLike = (0.1, 0.5, 0.9),
                             n_draws: int = DEFAULT_LAW_DRAWS, seed: int = 0,
-                            max_epochs: int | None = None) -> DeepInitPrediction:
+                            max_epochs: int | None = None, modes: int | None = None) -> DeepInitPrediction:
     r"""Distribution over init seeds of the epoch at which W_tot's k-th singular value first reaches f·s_k, exact
     in law (module docstring): D draws of the reduced state's initial law, each iterated with the exact SGD map.
 
     Arguments as :func:`theory.half_learning_distribution` (whitened inputs, the tutorial's init rule, depth ≥ 2,
     small init); ``max_epochs`` caps the epochs iterated (default :data:`MAX_EPOCHS`, refused up front where the
-    balanced a priori epoch of the slowest learnable mode already exceeds it). Returns
+    balanced a priori epoch of the slowest learnable mode already exceeds it); ``modes`` how many leading modes
+    (of s, descending) to report, default all — the dynamics always include every mode of s, but the loop stops
+    once these are fixed, so the weak modes' long plateaus are not paid for when only the strong ones are asked
+    (s[:k] instead would change the target, hence the dynamics). Returns
     :class:`theory.DeepInitPrediction` (epochs; ``np.inf`` only for modes beyond the narrowest hidden width, which
     W_tot's rank never lets learn, or for the few slowest draws, beyond every asked quantile, once those quantiles
     are fixed: ``censored_after`` says from which epoch). Raises ``ValueError`` when too many draws have not learned
@@ -120,7 +123,10 @@ def half_learning_exact_law(s: ArrayLike, layer_sizes: Sequence[int], gamma: flo
     if (np.diff(s) > 0).any():  # mode k's epoch compares W_tot's k-th largest singular value with f·s_k
         raise ValueError(f"s must be sorted in descending order (as theory.io_svd returns it), got {s!r}")
     rng = np.random.default_rng(integer("seed", seed))
-    live = min(min(sizes[1:-1]), s.size)  # W_tot's rank ≤ the narrowest hidden width
+    n_modes = s.size if modes is None else integer("modes", modes, minimum=1)
+    if n_modes > s.size:
+        raise ValueError(f"modes must be at most the {s.size} singular values given, got {modes=}")
+    live = min(min(sizes[1:-1]), n_modes)  # W_tot's rank ≤ the narrowest hidden width
     depth = len(sizes) - 1
     default = max_epochs is None
     if default:
@@ -128,13 +134,14 @@ def half_learning_exact_law(s: ArrayLike, layer_sizes: Sequence[int], gamma: flo
                                  depth=depth)  # the closed form: instant even for a plateau of 1e9 epochs
         if not float(np.max(balanced)) <= MAX_EPOCHS:
             raise ValueError(f"the balanced a priori epoch {float(np.max(balanced)):.3g} of the slowest learnable mode "
-                             f"already exceeds the default cap MAX_EPOCHS = {MAX_EPOCHS}: pass max_epochs explicitly, "
+                             f"asked already exceeds the default cap MAX_EPOCHS = {MAX_EPOCHS}: pass max_epochs "
+                             "explicitly (or ask for fewer modes), "
                              "or use the model theory.half_learning_distribution, which is cheap at any plateau "
                              "length")
         max_epochs = MAX_EPOCHS
     max_epochs = integer("max_epochs", max_epochs, minimum=1)
     layers, target = reduced_initial_law(rng, n_draws, s, sizes, gamma)
-    out = np.full((n_draws, s.size), np.inf)
+    out = np.full((n_draws, n_modes), np.inf)
     todo = np.ones((n_draws, live), dtype=bool)
     # Draws still climbing may be left once the median and every level's quantile are fixed: the linear
     # interpolation at q reads the sorted samples at ⌊(D−1)q⌋ and the next, so ≤ `spare` unfinished draws per mode
