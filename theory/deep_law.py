@@ -51,7 +51,7 @@ from ._validate import integer
 from .deep_init import DeepInitPrediction, _arguments, _quantile
 from .init import expected_initial_mode_strength, layer_sigmas
 from .stability import time_to_learn
-from .state import escape_bound, orbit_diverged, sgd_step
+from .state import escape_bound, orbit_diverged, product, sgd_step
 
 __all__ = ["half_learning_exact_law", "reduced_initial_law", "MAX_EPOCHS",
            "DEFAULT_LAW_DRAWS"]
@@ -155,9 +155,7 @@ def half_learning_exact_law(s: ArrayLike, layer_sizes: Sequence[int], gamma: flo
             if k < max_epochs:
                 layers, M = sgd_step(layers, target, eta)
             else:
-                M = layers[0]
-                for B in layers[1:]:
-                    M = B @ M
+                M = product(layers)
             if not np.abs(M).max() <= scale:  # NaN compares False
                 raise orbit_diverged(eta, k)
             gram = M.swapaxes(1, 2) @ M if M.shape[2] <= M.shape[1] else M @ M.swapaxes(1, 2)

@@ -106,13 +106,24 @@ def descent_directions(layers, residual) -> list:
     formed: O(n²·min(R, C)) per layer instead of O(n³). Empty products are the identity and are skipped, so no
     identity of the right type or batch shape is built.
     """
+    return _directions(layers, residual, _below(layers) if residual.shape[-1] <= residual.shape[-2] else None)
+
+
+def _below(layers) -> list:
+    """below[l] = B_{l−1}⋯B_1 for l = 0 … L−1 (None: identity), multiplied in :func:`product`'s order."""
+    below = [None]
+    for B in layers[:-1]:
+        below.append(B if below[-1] is None else B @ below[-1])
+    return below
+
+
+def _directions(layers, residual, below) -> list:
+    """:func:`descent_directions` given ``below`` (:func:`_below`) when C ≤ R (the products are shared with M̄ in
+    :func:`sgd_step`), None otherwise."""
     n = len(layers)
     out = [None] * n
     r = residual
-    if residual.shape[-1] <= residual.shape[-2]:
-        below = [None]  # below[l] = B_{l−1}⋯B_1 (None: identity)
-        for B in layers[:-1]:
-            below.append(B if below[-1] is None else B @ below[-1])
+    if below is not None:
         for l in range(n - 1, -1, -1):  # r = (B_L⋯B_{l+1})ᵀ G
             out[l] = r if below[l] is None else r @ _mT(below[l])
             if l:
@@ -141,10 +152,12 @@ def sgd_step(layers, target, eta, sxx=None):
     ``B_l ← B_l + η (B_L⋯B_{l+1})ᵀ (S̄ − M̄ Σ̄ˣˣ)(B_{l−1}⋯B_1)ᵀ``; ``sxx=None`` means Σ̄ˣˣ = I (whitened inputs).
     ``target`` S̄ (…, R, C); ``eta`` a scalar or one rate per run (batch,). Works on numpy arrays and torch tensors.
     """
-    M = product(layers)
+    narrow = target.shape[-1] <= target.shape[-2]  # C ≤ R: the residual is carried down, over the products below
+    below = _below(layers) if narrow else None
+    M = product(layers) if below is None or below[-1] is None else layers[-1] @ below[-1]
     residual = target - (M if sxx is None else M @ sxx)
     rate = _rate(eta)
-    return [B + rate * g for B, g in zip(layers, descent_directions(layers, residual))], M
+    return [B + rate * g for B, g in zip(layers, _directions(layers, residual, below))], M
 
 
 # ---------------------------------------------------------------------------------------------------- state
