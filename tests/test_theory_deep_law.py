@@ -60,7 +60,8 @@ def _median_se(x):
     return (q75 - q25) / np.sqrt(x.shape[0])
 
 
-@pytest.mark.parametrize("sizes, gamma", [([4, 10, 10, 60], 0.05), ([4, 8, 8, 8, 50], 0.2)])
+@pytest.mark.parametrize("sizes, gamma", [([4, 10, 10, 60], 0.05), ([4, 8, 8, 8, 50], 0.2),
+                                          ([4, 3, 3, 20], 1.0)])  # large init, bottleneck: the model refuses it
 def test_exact_law_medians_match_independently_iterated_seeds(sizes, gamma):
     """Half-learning medians of the law against 32 seeds of real (full-size) inits, each iterated by the exact
     theory state (= float64 SGD): equal up to sampling, at depth 3 and 4, near-degenerate modes included."""
@@ -69,13 +70,16 @@ def test_exact_law_medians_match_independently_iterated_seeds(sizes, gamma):
     eta = 0.4 / (depth * s[0] ** (2 - 2 / depth))
     meas = _measured(sizes, s, gamma, eta, range(32))
     law = half_learning_exact_law(s, sizes, gamma, eta, n_draws=128, seed=3)
-    assert np.isfinite(meas).all() and np.isfinite(law.quantiles).all()
-    assert (np.isinf(law.samples).sum(axis=0) <= 0.1 * law.samples.shape[0]).all()  # a few slowest draws left
-    z = (law.median - np.median(meas, axis=0)) / np.hypot(_median_se(meas), _median_se(law.samples))
+    live = min(min(sizes[1:-1]), s.size)  # beyond the narrowest width nothing is learned, measured or predicted
+    assert np.isinf(meas[:, live:]).all() and np.isinf(law.samples[:, live:]).all()
+    meas, samples = meas[:, :live], law.samples[:, :live]
+    assert np.isfinite(meas).all() and np.isfinite(law.quantiles[:, :live]).all()
+    assert (np.isinf(samples).sum(axis=0) <= 0.1 * samples.shape[0]).all()  # a few slowest draws left
+    z = (law.median[:live] - np.median(meas, axis=0)) / np.hypot(_median_se(meas), _median_se(samples))
     assert np.abs(z).max() <= Z_TOL, z
-    # the model (theory.half_learning_distribution) is the cheap approximation: same ballpark, not exactness
-    model = theory.half_learning_distribution(s, sizes, gamma, eta, n_draws=64)
-    assert np.all(np.abs(model.median / law.median - 1) < 0.3)
+    if gamma < 1.0:  # the model (theory.half_learning_distribution), small inits only: same ballpark, not exact
+        model = theory.half_learning_distribution(s, sizes, gamma, eta, n_draws=64)
+        assert np.all(np.abs(model.median[:live] / law.median[:live] - 1) < 0.3)
 
 
 def test_modes_beyond_the_narrowest_width_never_learn_and_same_seed_same_numbers():
@@ -140,8 +144,8 @@ def test_bad_input_is_refused_with_the_argument_named():
         half_learning_exact_law(s, sizes, 0.05, 40 * eta, n_draws=8, max_epochs=2000)
     with pytest.raises(ValueError, match="max_epochs must be an integer"):
         half_learning_exact_law(s, sizes, 0.05, eta, n_draws=8, max_epochs=2.5)
-    with pytest.raises(ValueError, match="gamma=.*small-init domain"):
-        half_learning_exact_law(s, sizes, 50.0, eta)
+    with pytest.raises(ValueError, match="gamma=.*small-init domain"):  # the model's domain, not the law's
+        theory.half_learning_distribution(s, sizes, 50.0, eta)
     with pytest.raises(ValueError, match="s must be sorted in descending order"):
         half_learning_exact_law(s[::-1], sizes, 0.05, eta)
     with pytest.raises(ValueError, match="n_draws must be an integer >= 1"):

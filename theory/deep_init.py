@@ -265,9 +265,10 @@ def _groups(s: np.ndarray) -> list[np.ndarray]:
     return out + [np.array(cur)]
 
 
-def _arguments(s, layer_sizes, gamma, eta, fraction, levels, n_draws
+def _arguments(s, layer_sizes, gamma, eta, fraction, levels, n_draws, small_init: bool = True
                ) -> tuple[np.ndarray, list[int], float, float, np.ndarray, int]:
-    """The checked (s, sizes, γ, η, levels, n_draws) of an a priori prediction (also :mod:`theory.deep_law`'s)."""
+    """The checked (s, sizes, γ, η, levels, n_draws) of an a priori prediction (also :mod:`theory.deep_law`'s, which
+    is exact at any init scale: ``small_init=False`` skips the model's small-init domain)."""
     s = as_float_array("s", s, ndim=1)
     if s.size == 0 or (s <= 0).any():
         raise ValueError(f"s must be a non-empty 1-d array of positive singular values, got {s!r}")
@@ -283,7 +284,7 @@ def _arguments(s, layer_sizes, gamma, eta, fraction, levels, n_draws
     if ((lv < 0) | (lv > 1)).any():
         raise ValueError(f"levels must lie in [0, 1], got {lv!r}")
     a_prior = expected_initial_mode_strength(gamma, sizes)
-    if a_prior >= SMALL_INIT * s.min():
+    if small_init and a_prior >= SMALL_INIT * s.min():
         raise ValueError(f"gamma={gamma!r} is outside the small-init domain: the a priori strength {a_prior:.3g} "
                          f"must be < SMALL_INIT·min(s) = {SMALL_INIT * s.min():.3g}")
     return s, sizes, gamma, eta, lv, integer("n_draws", n_draws, minimum=1)

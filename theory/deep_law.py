@@ -107,8 +107,10 @@ def half_learning_exact_law(s: ArrayLike, layer_sizes: Sequence[int], gamma: flo
     r"""Distribution over init seeds of the epoch at which W_tot's k-th singular value first reaches f·s_k, exact
     in law (module docstring): D draws of the reduced state's initial law, each iterated with the exact SGD map.
 
-    Arguments as :func:`theory.half_learning_distribution` (whitened inputs, the tutorial's init rule, depth ≥ 2,
-    small init); ``max_epochs`` caps the epochs iterated (default :data:`MAX_EPOCHS`, refused up front where the
+    Arguments as :func:`theory.half_learning_distribution` (whitened inputs, the tutorial's init rule, depth ≥ 2),
+    but any init scale γ: the reduction is exact at every γ (the small-init domain is the model's; a mode whose
+    strength starts above f·s_k counts from epoch 0, as on a trained network); ``max_epochs`` caps the epochs
+    iterated (default :data:`MAX_EPOCHS`, refused up front where the
     balanced a priori epoch of the slowest learnable mode already exceeds it); ``modes`` how many leading modes
     (of s, descending) to report, default all — the dynamics always include every mode of s, but the loop stops
     once these are fixed, so the weak modes' long plateaus are not paid for when only the strong ones are asked
@@ -119,7 +121,8 @@ def half_learning_exact_law(s: ArrayLike, layer_sizes: Sequence[int], gamma: flo
     a learnable mode by ``max_epochs`` for the quantiles asked (naming how many), and
     :class:`theory.OrbitDivergenceError` when η makes the map diverge.
     """
-    s, sizes, gamma, eta, lv, n_draws = _arguments(s, layer_sizes, gamma, eta, fraction, levels, n_draws)
+    s, sizes, gamma, eta, lv, n_draws = _arguments(s, layer_sizes, gamma, eta, fraction, levels, n_draws,
+                                                   small_init=False)
     if (np.diff(s) > 0).any():  # mode k's epoch compares W_tot's k-th largest singular value with f·s_k
         raise ValueError(f"s must be sorted in descending order (as theory.io_svd returns it), got {s!r}")
     rng = np.random.default_rng(integer("seed", seed))
